@@ -1,0 +1,373 @@
+/* cfg: environment configuration with validation (see cfg.h). */
+#include "cfg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *process_env_get(void *ud, const char *name)
+{
+    (void)ud;
+    return getenv(name);
+}
+
+static const char *env_get(const cfg_env *env, const char *name)
+{
+    static const cfg_env process_env = { process_env_get, NULL };
+    if (env == NULL)
+        env = &process_env;
+    return env->get(env->ud, name);
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Looks a variable up. 1: *value set; 0: unset (not required); -1: error. */
+static int lookup(const cfg_env *env, const char *name, int required,
+                  const char **value, char *err, size_t errlen)
+{
+    const char *v = env_get(env, name);
+    if (v == NULL) {
+        if (required)
+            return fail(err, errlen, "%s: missing, this variable is required", name);
+        return 0;
+    }
+    if (*v == '\0')
+        return fail(err, errlen, "%s: set but empty (unset it to take the default)", name);
+    *value = v;
+    return 1;
+}
+
+int cfg_get_u64(const cfg_env *env, const char *name, int required, uint64_t def,
+                uint64_t min, uint64_t max, uint64_t *out, char *err, size_t errlen)
+{
+    const char *v = NULL;
+    int found = lookup(env, name, required, &v, err, errlen);
+    if (found <= 0) {
+        *out = def;
+        return found;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (!isdigit((unsigned char)v[0]) || *end != '\0')
+        return fail(err, errlen, "%s: '%.64s' is not a number (expected an integer from %llu to %llu)",
+                    name, v, (unsigned long long)min, (unsigned long long)max);
+    if (errno == ERANGE || n < min || n > max)
+        return fail(err, errlen, "%s: %.64s is out of range (expected an integer from %llu to %llu)",
+                    name, v, (unsigned long long)min, (unsigned long long)max);
+    *out = n;
+    return 0;
+}
+
+int cfg_get_unsigned(const cfg_env *env, const char *name, int required, unsigned def,
+                     unsigned min, unsigned max, unsigned *out, char *err, size_t errlen)
+{
+    uint64_t v;
+    if (cfg_get_u64(env, name, required, def, min, max, &v, err, errlen) < 0)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int cfg_get_str(const cfg_env *env, const char *name, int required, const char *def,
+                char *out, size_t outlen, char *err, size_t errlen)
+{
+    const char *v = NULL;
+    int found = lookup(env, name, required, &v, err, errlen);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        v = def;
+    if (strlen(v) >= outlen)
+        return fail(err, errlen, "%s: too long (at most %zu bytes)", name, outlen - 1);
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+/* ---- URLs --------------------------------------------------------------- */
+
+/* Parses "host[:port]" (host may be [v6]) into out; port stays default_port
+ * when absent. */
+static int parse_authority(const char *name, const char *s, size_t n, int default_port,
+                           char *host, size_t hostlen, int *port, char *err, size_t errlen)
+{
+    const char *colon = NULL;
+    if (n > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (close == NULL)
+            return fail(err, errlen, "%s: unterminated [IPv6] host", name);
+        if ((size_t)(close + 1 - s) < n) {
+            if (close[1] != ':')
+                return fail(err, errlen, "%s: junk after ]", name);
+            colon = close + 1;
+        }
+    } else {
+        colon = memchr(s, ':', n);
+    }
+    size_t hlen = colon ? (size_t)(colon - s) : n;
+    if (hlen == 0)
+        return fail(err, errlen, "%s: the host is empty", name);
+    if (hlen >= hostlen)
+        return fail(err, errlen, "%s: the host is too long", name);
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr(".-_[]:", s[i]))
+            return fail(err, errlen, "%s: the host has an invalid character", name);
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    *port = default_port;
+    if (colon == NULL)
+        return 0;
+    const char *p = colon + 1, *end = s + n;
+    if (p == end)
+        return fail(err, errlen, "%s: the port is empty (expected 1-65535)", name);
+    long v = 0;
+    for (; p < end; p++) {
+        if (!isdigit((unsigned char)*p))
+            return fail(err, errlen, "%s: the port is not a number (expected 1-65535)", name);
+        v = v * 10 + (*p - '0');
+        if (v > 65535)
+            break;
+    }
+    if (v < 1 || v > 65535)
+        return fail(err, errlen, "%s: the port is out of range (expected 1-65535)", name);
+    *port = (int)v;
+    return 0;
+}
+
+static int has_control_or_space(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+#define REDIS_FORM "redis://[user:password@]host[:port][/db]"
+
+/* "user:password" or ":password" or "password" (redis-cli's forms). */
+static int parse_redis_userinfo(const char *name, const char *s, size_t n, cfg_redis_url *out,
+                                char *err, size_t errlen)
+{
+    const char *colon = memchr(s, ':', n);
+    size_t ulen = colon ? (size_t)(colon - s) : 0;
+    const char *pw = colon ? colon + 1 : s;
+    size_t plen = (size_t)(s + n - pw);
+    if (ulen >= sizeof out->user || plen >= sizeof out->password)
+        return fail(err, errlen, "%s: the user or password is too long", name);
+    memcpy(out->user, s, ulen);
+    out->user[ulen] = '\0';
+    memcpy(out->password, pw, plen);
+    out->password[plen] = '\0';
+    return 0;
+}
+
+int cfg_parse_redis_url(const char *name, const char *value, cfg_redis_url *out,
+                        char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    static const char scheme[] = "redis://";
+    if (strncmp(value, scheme, sizeof scheme - 1) != 0)
+        return fail(err, errlen, "%s: must start with redis:// (expected %s)", name, REDIS_FORM);
+    if (has_control_or_space(value))
+        return fail(err, errlen, "%s: contains spaces or control characters (expected %s)", name, REDIS_FORM);
+    const char *auth = value + sizeof scheme - 1;
+    const char *slash = strchr(auth, '/');
+    const char *end = slash ? slash : auth + strlen(auth);
+    const char *at = memchr(auth, '@', (size_t)(end - auth));
+    /* The last '@' separates userinfo, so passwords may contain '@'. */
+    for (const char *p = at; p && p < end; p = memchr(p + 1, '@', (size_t)(end - p - 1)))
+        at = p;
+    const char *hostpart = auth;
+    if (at) {
+        if (parse_redis_userinfo(name, auth, (size_t)(at - auth), out, err, errlen) < 0)
+            return -1;
+        hostpart = at + 1;
+    }
+    if (parse_authority(name, hostpart, (size_t)(end - hostpart), 6379, out->host,
+                        sizeof out->host, &out->port, err, errlen) < 0)
+        return -1;
+    if (slash == NULL || slash[1] == '\0')
+        return 0;
+    char *dbend;
+    long db = strtol(slash + 1, &dbend, 10);
+    if (!isdigit((unsigned char)slash[1]) || *dbend != '\0' || db < 0 || db > 15)
+        return fail(err, errlen, "%s: the database must be a number from 0 to 15 (expected %s)",
+                    name, REDIS_FORM);
+    out->db = (int)db;
+    return 0;
+}
+
+#define HTTP_FORM "http[s]://host[:port][/path]"
+
+int cfg_parse_http_url(const char *name, const char *value, cfg_http_url *out,
+                       char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const char *rest;
+    if (strncmp(value, "http://", 7) == 0) {
+        rest = value + 7;
+    } else if (strncmp(value, "https://", 8) == 0) {
+        rest = value + 8;
+        out->tls = 1;
+    } else {
+        return fail(err, errlen, "%s: must start with http:// or https:// (expected %s)", name, HTTP_FORM);
+    }
+    if (has_control_or_space(value))
+        return fail(err, errlen, "%s: contains spaces or control characters (expected %s)", name, HTTP_FORM);
+    size_t alen = strcspn(rest, "/?#");
+    if (memchr(rest, '@', alen))
+        return fail(err, errlen, "%s: credentials do not belong in the URL (expected %s)", name, HTTP_FORM);
+    if (strpbrk(rest, "?#"))
+        return fail(err, errlen, "%s: a query or fragment is not allowed (expected %s)", name, HTTP_FORM);
+    if (parse_authority(name, rest, alen, out->tls ? 443 : 80, out->host, sizeof out->host,
+                        &out->port, err, errlen) < 0)
+        return -1;
+    size_t len = strlen(value);
+    while (len > 0 && value[len - 1] == '/')
+        len--;
+    if (len >= sizeof out->base)
+        return fail(err, errlen, "%s: too long (at most %zu bytes)", name, sizeof out->base - 1);
+    memcpy(out->base, value, len);
+    out->base[len] = '\0';
+    return 0;
+}
+
+int cfg_parse_hostport(const char *name, const char *value, cfg_hostport *out,
+                       char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (strchr(value, ':') == NULL)
+        return fail(err, errlen, "%s: '%.64s' has no port (expected host:port)", name, value);
+    if (parse_authority(name, value, strlen(value), 0, out->host, sizeof out->host,
+                        &out->port, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- the whole configuration -------------------------------------------- */
+
+static int load_urls(cfg *c, const cfg_env *env, char *err, size_t errlen)
+{
+    char buf[1024];
+    if (cfg_get_str(env, "REDIS_URL", 0, "redis://127.0.0.1:6379/0", buf, sizeof buf, err, errlen) < 0 ||
+        cfg_parse_redis_url("REDIS_URL", buf, &c->redis, err, errlen) < 0)
+        return -1;
+    if (cfg_get_str(env, "AD_PLATFORM_URL", 0, "http://127.0.0.1:3001", buf, sizeof buf, err, errlen) < 0 ||
+        cfg_parse_http_url("AD_PLATFORM_URL", buf, &c->platform, err, errlen) < 0)
+        return -1;
+    if (cfg_get_str(env, "ADSYNC_PG_URL", 0, "", c->pg_url, sizeof c->pg_url, err, errlen) < 0)
+        return -1;
+    if (c->pg_url[0] && strncmp(c->pg_url, "postgresql://", 13) != 0 &&
+        strncmp(c->pg_url, "postgres://", 11) != 0)
+        return fail(err, errlen, "ADSYNC_PG_URL: must start with postgresql:// or postgres:// "
+                                 "(expected a libpq URI postgresql://[user[:password]@]host[:port]/dbname)");
+    buf[0] = '\0';
+    if (cfg_get_str(env, "ADSYNC_METRICS_ADDR", 0, "", buf, sizeof buf, err, errlen) < 0)
+        return -1;
+    c->metrics_enabled = buf[0] != '\0';
+    if (c->metrics_enabled && cfg_parse_hostport("ADSYNC_METRICS_ADDR", buf, &c->metrics, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+static int load_prefix(cfg *c, const cfg_env *env, char *err, size_t errlen)
+{
+    if (cfg_get_str(env, "ADSYNC_PREFIX", 0, "adsync", c->prefix, sizeof c->prefix, err, errlen) < 0)
+        return -1;
+    for (const char *p = c->prefix; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("_.-:", *p))
+            return fail(err, errlen, "ADSYNC_PREFIX: '%s' has an invalid character "
+                                     "(expected letters, digits and _ . - :)", c->prefix);
+    return 0;
+}
+
+static int load_logging(cfg *c, const cfg_env *env, char *err, size_t errlen)
+{
+    char buf[16];
+    if (cfg_get_str(env, "ADSYNC_LOG_LEVEL", 0, "info", buf, sizeof buf, err, errlen) < 0)
+        return -1;
+    if (log_level_parse(buf, &c->log_level) < 0)
+        return fail(err, errlen, "ADSYNC_LOG_LEVEL: '%s' is not a level (expected debug, info, warn or error)", buf);
+    const char *tty_default = isatty(2) ? "text" : "json";
+    if (cfg_get_str(env, "ADSYNC_LOG_FORMAT", 0, tty_default, buf, sizeof buf, err, errlen) < 0)
+        return -1;
+    if (strcmp(buf, "json") == 0)
+        c->log_format = LOG_FORMAT_JSON;
+    else if (strcmp(buf, "text") == 0)
+        c->log_format = LOG_FORMAT_TEXT;
+    else
+        return fail(err, errlen, "ADSYNC_LOG_FORMAT: '%s' is not a format (expected json or text)", buf);
+    return 0;
+}
+
+#define U(name, def, min, max, field) \
+    { name, def, min, max, offsetof(cfg, field), sizeof(((cfg *)0)->field) }
+
+struct numeric_setting {
+    const char *name;
+    uint64_t def, min, max;
+    size_t offset, size;      /* where in cfg, and whether unsigned or uint64_t */
+};
+
+static const struct numeric_setting numeric_settings[] = {
+    U("ADSYNC_CONCURRENCY", 64, 1, 4096, concurrency),
+    U("ADSYNC_CLIENT_CONCURRENCY", 4, 1, 1024, client_concurrency),
+    U("ADSYNC_MAX_JOBS", 16, 1, 4096, max_jobs),
+    U("ADSYNC_PAGE_SIZE", 10, 1, 1000, page_size),
+    U("ADSYNC_MAX_PAGES", 10000, 1, 1000000, max_pages),
+    U("ADSYNC_HTTP_TIMEOUT_MS", 30000, 100, 600000, http_timeout_ms),
+    U("ADSYNC_CONNECT_TIMEOUT_MS", 5000, 50, 600000, connect_timeout_ms),
+    U("ADSYNC_MAX_BODY_BYTES", 8u << 20, 1024, 1u << 30, max_body_bytes),
+    U("ADSYNC_MAX_ATTEMPTS", 8, 1, 1000, max_attempts),
+    U("ADSYNC_BACKOFF_BASE_MS", 1000, 1, 3600000, backoff_base_ms),
+    U("ADSYNC_BACKOFF_MAX_MS", 300000, 1, 86400000, backoff_max_ms),
+    U("ADSYNC_LEASE_MS", 30000, 300, 3600000, lease_ms),
+    U("ADSYNC_MAX_DELIVERIES", 5, 1, 1000, max_deliveries),
+    U("ADSYNC_SHUTDOWN_GRACE_MS", 25000, 0, 3600000, shutdown_grace_ms),
+    U("ADSYNC_RATE_LIMIT_PER_MIN", 10, 0, 1000000, rate_limit_per_min),
+    U("ADSYNC_RATE_WINDOW_MS", 60000, 10, 86400000, rate_window_ms),
+    U("ADSYNC_PG_BATCH_ROWS", 500, 1, 10000, pg_batch_rows),
+    U("ADSYNC_PG_BATCH_MS", 50, 1, 60000, pg_batch_ms),
+};
+
+static int load_numbers(cfg *c, const cfg_env *env, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof numeric_settings / sizeof numeric_settings[0]; i++) {
+        const struct numeric_setting *s = &numeric_settings[i];
+        uint64_t v;
+        if (cfg_get_u64(env, s->name, 0, s->def, s->min, s->max, &v, err, errlen) < 0)
+            return -1;
+        char *field = (char *)c + s->offset;
+        if (s->size == sizeof(uint64_t)) {
+            memcpy(field, &v, sizeof v);
+        } else {
+            unsigned u = (unsigned)v;
+            memcpy(field, &u, sizeof u);
+        }
+    }
+    if (c->backoff_max_ms < c->backoff_base_ms)
+        return fail(err, errlen, "ADSYNC_BACKOFF_MAX_MS: %llu is below ADSYNC_BACKOFF_BASE_MS %llu "
+                                 "(expected max >= base)",
+                    (unsigned long long)c->backoff_max_ms, (unsigned long long)c->backoff_base_ms);
+    return 0;
+}
+
+int cfg_load(cfg *c, const cfg_env *env, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    if (load_urls(c, env, err, errlen) < 0 || load_prefix(c, env, err, errlen) < 0 ||
+        load_logging(c, env, err, errlen) < 0 || load_numbers(c, env, err, errlen) < 0)
+        return -1;
+    return 0;
+}

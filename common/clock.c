@@ -1,0 +1,35 @@
+/* clock: monotonic and wall time in milliseconds (see clock.h). */
+#include "clock.h"
+
+#include <stdio.h>
+#include <time.h>
+
+static uint64_t timespec_ms(const struct timespec *ts)
+{
+    return (uint64_t)ts->tv_sec * 1000u + (uint64_t)ts->tv_nsec / 1000000u;
+}
+
+uint64_t clock_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return timespec_ms(&ts);
+}
+
+uint64_t clock_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return timespec_ms(&ts);
+}
+
+char *clock_iso8601(uint64_t wall_ms, char *out, unsigned outlen)
+{
+    time_t secs = (time_t)(wall_ms / 1000u);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(wall_ms % 1000u));
+    return out;
+}

@@ -1,0 +1,2 @@
+-- placeholder, replaced by the enqueue work
+return 0

@@ -1,0 +1,12 @@
+/* scripts: the Lua scripts of common/lua/, embedded at build time.
+ *
+ * Each multi-key step that must not be torn is one script (DESIGN.md §3);
+ * the bodies are here so synchronous (enqueue) and asynchronous (worker)
+ * callers load the same text. Add a script: drop common/lua/<name>.lua, list
+ * it in common/CMakeLists.txt and declare script_<name> below. */
+#ifndef ADSYNC_SCRIPTS_H
+#define ADSYNC_SCRIPTS_H
+
+extern const char script_enqueue_run[];      /* create a run, claim active_run, push the job */
+
+#endif

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian packages adsync needs that are missing, and says which.
+# Used by deploy/run-local.sh, tests/run.sh and deploy/Dockerfile, so every
+# way of building adsync installs the same things.
+#
+#   deploy/install-deps.sh [build|runtime|test|postgres]...   (default: build)
+set -euo pipefail
+
+build_pkgs=(build-essential cmake pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev
+            libcjson-dev libmicrohttpd-dev libcmocka-dev)
+runtime_pkgs=(libuv1 libhiredis0.14 libcurl4 libcjson1 libmicrohttpd12 redis-server redis-tools curl ca-certificates)
+test_pkgs=(redis-server redis-tools python3 curl procps python3-prometheus-client)
+postgres_pkgs=(libpq-dev postgresql)
+
+wanted=()
+for set in "${@:-build}"; do
+  case "$set" in
+    build) wanted+=("${build_pkgs[@]}") ;;
+    runtime) wanted+=("${runtime_pkgs[@]}") ;;
+    test) wanted+=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+    postgres) wanted+=("${postgres_pkgs[@]}") ;;
+    *) echo "install-deps: unknown set '$set' (expected build, runtime, test or postgres)" >&2; exit 64 ;;
+  esac
+done
+
+missing=()
+for p in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo)
+else
+  echo "install-deps: need root or sudo to install: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what is missing, builds
+# everything with AddressSanitizer + UBSan in build-test/, runs ctest.
+# Unit tests are cmocka; integration tests start their own redis-server,
+# adsync-mock-api and workers on free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deploy/install-deps.sh test
+
+build=build-test
+cmake -S . -B "$build" -DADSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$build" -j"$(nproc)"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd "$build"
+ctest --output-on-failure "$@"
