@@ -5,7 +5,7 @@ file(WRITE ${OUT}.tmp "/* Generated from common/lua by embed_lua.cmake: do not e
 foreach(src IN LISTS SCRIPTS)
   get_filename_component(name ${src} NAME_WE)
   file(READ ${src} hex HEX)
-  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "(char)0x\\1," bytes "${hex}")
   file(APPEND ${OUT}.tmp "const char script_${name}[] = {${bytes}0x00};\n")
 endforeach()
 file(RENAME ${OUT}.tmp ${OUT})

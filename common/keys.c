@@ -102,6 +102,13 @@ int keys_run_key(const keys *k, const char *run_id, char *out, size_t outlen)
     return token_key(k, "run", run_id, out, outlen);
 }
 
+int keys_run_items_key(const keys *k, const char *run_id, char *out, size_t outlen)
+{
+    if (!keys_valid_token(run_id))
+        return invalid(out, outlen);
+    return format_key(out, outlen, "%s:run:%s:items", k->prefix, run_id);
+}
+
 int keys_processing_key(const keys *k, const char *worker_id, char *out, size_t outlen)
 {
     return token_key(k, "processing", worker_id, out, outlen);

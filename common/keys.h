@@ -53,6 +53,9 @@ int keys_global_key(const keys *k, keys_global which, char *out, size_t outlen);
 int keys_client_key(const keys *k, const char *client_id, keys_client_kind which,
                     char *out, size_t outlen);
 int keys_run_key(const keys *k, const char *run_id, char *out, size_t outlen);
+/* "<prefix>:run:<id>:items": campaign id -> listed|retrying|synced|dead
+ * (addition to DESIGN.md §3; makes run counters idempotent). */
+int keys_run_items_key(const keys *k, const char *run_id, char *out, size_t outlen);
 int keys_processing_key(const keys *k, const char *worker_id, char *out, size_t outlen);
 int keys_worker_key(const keys *k, const char *worker_id, char *out, size_t outlen);
 

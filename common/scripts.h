@@ -8,5 +8,12 @@
 #define ADSYNC_SCRIPTS_H
 
 extern const char script_enqueue_run[];      /* create a run, claim active_run, push the job */
+extern const char script_dead_retry[];       /* move a dead letter back onto jobs, reopen its run */
+extern const char script_progress[];         /* record a page / campaign outcome / job end of a run */
+extern const char script_ratelimit[];        /* shared sliding-window check-and-record */
+extern const char script_promote[];          /* due retries -> jobs */
+extern const char script_reap[];             /* a worker's processing list -> jobs */
+extern const char script_bury[];             /* a held job -> dead letters, run failed */
+extern const char script_cad[];              /* compare-and-delete (tokens, locks, active_run) */
 
 #endif

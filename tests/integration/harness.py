@@ -214,9 +214,9 @@ class Mock:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        out = open(self.log.file("stdout"), "ab")
-        self.proc = spawn([binpath("adsync-mock-api"), "--port", str(self.port)] + self.flags,
-                          stdout=out, stderr=subprocess.STDOUT)
+        with open(self.log.file("stdout"), "ab") as out:   # the child keeps its own copy
+            self.proc = spawn([binpath("adsync-mock-api"), "--port", str(self.port)] + self.flags,
+                              stdout=out, stderr=subprocess.STDOUT)
         wait_until(self._healthy, 10, f"mock-api on port {self.port}")
 
     def _healthy(self):
@@ -286,9 +286,9 @@ class Worker:
     def __init__(self, env, *args):
         self.dir = TempDir("worker")
         self.logpath = self.dir.file("stderr")
-        self.logf = open(self.logpath, "wb")
-        self.proc = spawn([binpath("adsync-worker")] + list(args), env=env,
-                          stdout=self.logf, stderr=self.logf)
+        with open(self.logpath, "wb") as logf:   # the child keeps its own copy
+            self.proc = spawn([binpath("adsync-worker")] + list(args), env=env,
+                              stdout=logf, stderr=logf)
 
     def log(self):
         with open(self.logpath, "rb") as f:
@@ -305,5 +305,4 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.logf.close()
         self.dir.cleanup()

@@ -14,7 +14,6 @@ import threading
 import time
 import unittest
 import urllib.error
-import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Mock, TempDir, binpath, wait_until  # noqa: E402
@@ -97,11 +96,6 @@ def close_clean(mock):
         assert "Sanitizer" not in out and "runtime error" not in out, out[-2000:]
     finally:
         mock.close()
-
-
-def setUpModule():
-    # harness.Mock leaves its log file handle open; not this test's concern
-    warnings.filterwarnings("ignore", category=ResourceWarning)
 
 
 class MockCase(unittest.TestCase):

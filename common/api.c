@@ -1,0 +1,271 @@
+/* api: ad platform request building, response parsing, classification
+ * (see api.h). */
+#include "api.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+api_verdict api_classify(http_error error, long status)
+{
+    if (error != HTTP_OK)
+        return API_RETRY;
+    if (status >= 200 && status < 300)
+        return API_OK;
+    if (status == 401)
+        return API_REAUTH;
+    if (status == 429)
+        return API_RATE_LIMITED;
+    if (status >= 400 && status < 500)
+        return API_PERMANENT;
+    return API_RETRY;    /* 5xx, and 1xx/3xx we never asked for */
+}
+
+void api_describe_failure(const http_result *res, const char *parse_error, char *out, size_t outlen)
+{
+    if (res->error != HTTP_OK)
+        snprintf(out, outlen, "%s", res->detail ? res->detail : "transport error");
+    else if (parse_error)
+        snprintf(out, outlen, "malformed body (HTTP %ld): %s", res->status, parse_error);
+    else
+        snprintf(out, outlen, "HTTP %ld", res->status);
+}
+
+/* Parses a whole body as one JSON object; NULL with err otherwise. */
+static cJSON *parse_object(const char *body, size_t len, char *err, size_t errlen)
+{
+    if (body == NULL || len == 0) {
+        fail(err, errlen, "empty body");
+        return NULL;
+    }
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    if (root == NULL) {
+        fail(err, errlen, "not JSON");
+        return NULL;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        fail(err, errlen, "not a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+int api_parse_token(const char *body, size_t len, char *token, size_t toklen, long *expires_in,
+                    char *err, size_t errlen)
+{
+    cJSON *root = parse_object(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    int rc = -1;
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
+    if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0')
+        fail(err, errlen, "no access_token");
+    else if (strlen(tok->valuestring) >= toklen || strpbrk(tok->valuestring, "\r\n"))
+        fail(err, errlen, "unusable access_token");
+    else if (!cJSON_IsNumber(exp) || exp->valuedouble < 1 || exp->valuedouble > 1e8)
+        fail(err, errlen, "expires_in missing or out of range");
+    else {
+        memcpy(token, tok->valuestring, strlen(tok->valuestring) + 1);
+        *expires_in = (long)exp->valuedouble;
+        rc = 0;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+static size_t base64_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tbl[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+int api_basic_auth_header(const char *email, const char *password, char *out, size_t outlen)
+{
+    static const char prefix[] = "Authorization: Basic ";
+    char creds[1024];
+    int n = snprintf(creds, sizeof creds, "%s:%s", email, password);
+    size_t need = sizeof prefix + ((size_t)n + 2) / 3 * 4;
+    if (n < 0 || (size_t)n >= sizeof creds || need > outlen)
+        return -1;
+    memcpy(out, prefix, sizeof prefix - 1);
+    base64_encode((const unsigned char *)creds, (size_t)n, out + sizeof prefix - 1);
+    memset(creds, 0, sizeof creds);
+    return 0;
+}
+
+void api_page_clear(api_page *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->items[i].id);
+        free(p->items[i].json);
+    }
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+static int take_campaign(const cJSON *item, api_campaign *c, char *err, size_t errlen)
+{
+    const cJSON *id = cJSON_IsObject(item) ? cJSON_GetObjectItemCaseSensitive(item, "id") : NULL;
+    if (!cJSON_IsString(id))
+        return fail(err, errlen, "a campaign has no string id");
+    c->id_len = strlen(id->valuestring);
+    c->id = strdup(id->valuestring);
+    c->json = cJSON_PrintUnformatted(item);
+    if (c->id == NULL || c->json == NULL)
+        return fail(err, errlen, "out of memory");
+    c->problem = job_campaign_id_problem(c->id, c->id_len);
+    return 0;
+}
+
+static int take_items(const cJSON *data, api_page *out, char *err, size_t errlen)
+{
+    int n = cJSON_GetArraySize(data);
+    if (n == 0)
+        return 0;
+    out->items = calloc((size_t)n, sizeof *out->items);
+    if (out->items == NULL)
+        return fail(err, errlen, "out of memory");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, data) {
+        if (take_campaign(item, &out->items[out->n++], err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int api_parse_page(const char *body, size_t len, api_page *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root = parse_object(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    int rc = -1;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+    const cJSON *pagination = cJSON_GetObjectItemCaseSensitive(root, "pagination");
+    const cJSON *has_more = cJSON_IsObject(pagination)
+                                ? cJSON_GetObjectItemCaseSensitive(pagination, "has_more") : NULL;
+    if (!cJSON_IsArray(data))
+        fail(err, errlen, "\"data\" is not an array");
+    else if (!cJSON_IsBool(has_more))
+        fail(err, errlen, "\"pagination.has_more\" is not a boolean");
+    else if (take_items(data, out, err, errlen) == 0) {
+        out->has_more = cJSON_IsTrue(has_more);
+        rc = 0;
+    }
+    cJSON_Delete(root);
+    if (rc < 0)
+        api_page_clear(out);
+    return rc;
+}
+
+int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen, char *err, size_t errlen)
+{
+    cJSON *root = parse_object(body, len, err, errlen);
+    if (root == NULL)
+        return -1;
+    int rc = -1;
+    const cJSON *success = cJSON_GetObjectItemCaseSensitive(root, "success");
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "synced_at");
+    if (!cJSON_IsTrue(success))
+        fail(err, errlen, "\"success\" is not true");
+    else if (!cJSON_IsString(at) || at->valuestring[0] == '\0' || strlen(at->valuestring) >= outlen)
+        fail(err, errlen, "\"synced_at\" missing or not a string");
+    else {
+        memcpy(synced_at, at->valuestring, strlen(at->valuestring) + 1);
+        rc = 0;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+char *api_stored_campaign(const char *campaign_json, const char *synced_at, const char *run)
+{
+    cJSON *obj = cJSON_Parse(campaign_json);
+    if (!cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, "synced_at");
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, "run");
+    char *out = NULL;
+    if (cJSON_AddStringToObject(obj, "synced_at", synced_at) && cJSON_AddStringToObject(obj, "run", run))
+        out = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    return out;
+}
+
+int api_sync_url(const char *base, const char *id, size_t id_len, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s/api/campaigns/", base);
+    if (n < 0 || (size_t)n >= outlen)
+        return -1;
+    int e = http_escape_segment(id, id_len, out + n, outlen - (size_t)n);
+    if (e < 0)
+        return -1;
+    size_t used = (size_t)n + (size_t)e;
+    if (outlen - used < sizeof "/sync")
+        return -1;
+    memcpy(out + used, "/sync", sizeof "/sync");
+    return 0;
+}
+
+char *api_sync_body(const char *id)
+{
+    cJSON *obj = cJSON_CreateObject();
+    char *out = NULL;
+    if (obj && cJSON_AddStringToObject(obj, "campaign_id", id))
+        out = cJSON_PrintUnformatted(obj);
+    cJSON_Delete(obj);
+    return out;
+}
+
+int api_list_url(const char *base, unsigned page, unsigned limit, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s/api/campaigns?page=%u&limit=%u", base, page, limit);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+unsigned long api_retry_after_ms(long header_s, const char *body, size_t len)
+{
+    double s = 60;
+    if (header_s > 0) {
+        s = (double)header_s;
+    } else if (body && len) {
+        cJSON *root = cJSON_ParseWithLength(body, len);
+        const cJSON *ra = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "retry_after") : NULL;
+        if (cJSON_IsNumber(ra) && ra->valuedouble > 0)
+            s = ra->valuedouble;
+        cJSON_Delete(root);
+    }
+    if (s > 3600)
+        s = 3600;
+    return (unsigned long)(s * 1000.0);
+}

@@ -1,0 +1,79 @@
+/* api: what adsync knows about the ad platform's HTTP API (DESIGN.md §2),
+ * without doing any I/O: request paths and bodies, response parsing with
+ * validation, and the retry classification. The worker feeds it bodies that
+ * came from the network, so every parser treats its input as hostile. */
+#ifndef ADSYNC_API_H
+#define ADSYNC_API_H
+
+#include <stddef.h>
+
+#include "http.h"
+
+#define API_TOKEN_MAX 512
+
+/* What to do after a response. */
+typedef enum {
+    API_OK,            /* success: use the body */
+    API_REAUTH,        /* 401: drop the token, authenticate once, retry the call */
+    API_RATE_LIMITED,  /* 429: cooldown, retry later, not an attempt failure */
+    API_RETRY,         /* timeout, connection error, 5xx, malformed body */
+    API_PERMANENT,     /* other 4xx, success:false with a 4xx: dead letter */
+} api_verdict;
+
+/* Classifies transport outcome + status (a body that failed to parse is
+ * classified by the caller as API_RETRY). */
+api_verdict api_classify(http_error error, long status);
+
+/* One line describing a failure for last_error/logs, e.g. "HTTP 503",
+ * "timeout after 30000 ms", "malformed body: …". Writes into out. */
+void api_describe_failure(const http_result *res, const char *parse_error, char *out, size_t outlen);
+
+/* POST /auth/token answer. 0 with token (NUL-terminated) and expires_in
+ * seconds; -1 with err. */
+int api_parse_token(const char *body, size_t len, char *token, size_t toklen, long *expires_in,
+                    char *err, size_t errlen);
+
+/* "Authorization: Basic base64(email:password)" into out. -1 if too small. */
+int api_basic_auth_header(const char *email, const char *password, char *out, size_t outlen);
+
+typedef struct api_campaign {
+    char *id;             /* owned; may be invalid (check problem) */
+    size_t id_len;
+    char *json;           /* owned compact JSON of the campaign as listed */
+    const char *problem;  /* NULL, or why the id must not be sent (static) */
+} api_campaign;
+
+typedef struct api_page {
+    api_campaign *items;  /* owned array */
+    size_t n;
+    int has_more;
+} api_page;
+
+/* GET /api/campaigns answer. 0 and out filled (release with
+ * api_page_clear); -1 with err and out empty. Items whose "id" is not a
+ * string make the whole page malformed; items with an unusable id are kept
+ * with problem set so they can be counted and dead-lettered. */
+int api_parse_page(const char *body, size_t len, api_page *out, char *err, size_t errlen);
+void api_page_clear(api_page *p);
+
+/* POST /api/campaigns/{id}/sync answer with status 200. 0 and synced_at
+ * copied (<= outlen); -1 with err (not JSON, success not true, no synced_at). */
+int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen, char *err, size_t errlen);
+
+/* The stored form: the campaign as listed plus "synced_at" and "run".
+ * Returns malloc'd JSON (free()), NULL on error. */
+char *api_stored_campaign(const char *campaign_json, const char *synced_at, const char *run);
+
+/* "<base>/api/campaigns/<escaped id>/sync" and the JSON body
+ * {"campaign_id":"…"}. -1 if out is too small. */
+int api_sync_url(const char *base, const char *id, size_t id_len, char *out, size_t outlen);
+char *api_sync_body(const char *id);   /* malloc'd; NULL on error */
+
+/* "<base>/api/campaigns?page=P&limit=L". */
+int api_list_url(const char *base, unsigned page, unsigned limit, char *out, size_t outlen);
+
+/* retry_after from a 429: the header (seconds) if set, else the body's
+ * "retry_after", else 60. Capped to one hour. Milliseconds. */
+unsigned long api_retry_after_ms(long header_s, const char *body, size_t len);
+
+#endif

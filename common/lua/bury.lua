@@ -1,0 +1,20 @@
+-- bury.lua: moves a held job that cannot be processed (not parseable,
+-- poison, no credentials, page fetch out of attempts) to the dead letters,
+-- and fails its run (DESIGN.md section 4).
+--
+-- KEYS[1] processing list   KEYS[2] dead list   KEYS[3] deliveries hash
+-- KEYS[4] stats hash        KEYS[5] run hash    KEYS[6] client active_run
+-- ARGV[1] the job element as popped   ARGV[2] the dead letter JSON
+-- ARGV[3] job id ('' if unknown)      ARGV[4] run id ('' if none)
+-- ARGV[5] reason                      ARGV[6] now ms
+-- Returns 1, or 0 if the element was no longer held (somebody else owns it).
+
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
+redis.call('HINCRBY', KEYS[4], 'jobs_dead', 1)
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[5], 'state', 'failed', 'last_error', ARGV[5], 'finished_at', ARGV[6])
+  if redis.call('GET', KEYS[6]) == ARGV[4] then redis.call('DEL', KEYS[6]) end
+end
+return 1

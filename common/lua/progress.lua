@@ -1,0 +1,121 @@
+-- progress.lua: records one step of a sync run, atomically (DESIGN.md sections 3-5).
+--
+-- Every counter of a run moves through the per-run items hash, which holds
+-- each listed campaign's state (listed | retrying | synced | dead). A step
+-- replayed after a lost reply, or a job delivered twice, finds the state
+-- already moved and changes nothing: listed == synced + dead stays true.
+--
+-- KEYS[1] run hash        KEYS[2] run items hash    KEYS[3] client campaigns hash
+-- KEYS[4] stats hash      KEYS[5] retry zset        KEYS[6] dead list
+-- KEYS[7] processing list KEYS[8] deliveries hash   KEYS[9] client active_run
+-- KEYS[10] outbox list
+-- ARGV: name/value pairs, optionally followed by "ids" and the campaign ids
+-- of a listed page:
+--   now, run          wall-clock ms; run id
+--   cursor            page to resume from (raised, never lowered)
+--   listing_done      "1": the last page has been seen
+--   campaign, outcome one campaign's result: synced | retry | dead
+--   stored           (synced) JSON for the campaigns hash
+--   job, due         (retry, dead) job JSON for the retry zset / dead list; due ms
+--   elem, job_id      a job element to remove from the processing list
+--   disposition      "retry": the client job itself goes back to the retry zset
+--                     (job, due) keeping its cursor
+--   outbox            "1": append stored campaigns to the outbox
+-- Returns {run state, positions (1-based) of page ids that still need a sync...}.
+
+local a, ids = {}, {}
+local i = 1
+while i <= #ARGV do
+  if ARGV[i] == 'ids' then
+    for j = i + 1, #ARGV do ids[#ids + 1] = ARGV[j] end
+    break
+  end
+  a[ARGV[i]] = ARGV[i + 1]
+  i = i + 2
+end
+
+local run, items = KEYS[1], KEYS[2]
+
+local state = redis.call('HGET', run, 'state')
+if state == false or state == 'queued' then
+  redis.call('HSET', run, 'state', 'running', 'started_at', a.now)
+  if state == false then redis.call('HSET', run, 'run', a.run) end
+end
+
+-- A job element we no longer hold (reaped while we were cut off) means
+-- somebody else owns that job now: keep only what is idempotent.
+local held = true
+if a.elem and a.elem ~= '' then
+  held = redis.call('LREM', KEYS[7], 1, a.elem) == 1
+  if held then redis.call('HDEL', KEYS[8], a.job_id) end
+end
+
+local needs = {}
+for pos, id in ipairs(ids) do
+  if redis.call('HSETNX', items, id, 'listed') == 1 then
+    redis.call('HINCRBY', run, 'listed', 1)
+    needs[#needs + 1] = pos
+  elseif redis.call('HGET', items, id) == 'listed' then
+    needs[#needs + 1] = pos
+  end
+end
+
+if a.cursor then
+  local cur = tonumber(redis.call('HGET', run, 'next_page') or '1')
+  if tonumber(a.cursor) > cur then redis.call('HSET', run, 'next_page', a.cursor) end
+end
+if a.listing_done == '1' then redis.call('HSET', run, 'listing_done', '1') end
+
+-- Moves one campaign to its new state and adjusts the counters. Returns
+-- true when the side effect (retry or dead push) should happen.
+local function transition(id, new)
+  local old = redis.call('HGET', items, id)
+  if old == 'synced' or (old == 'dead' and new ~= 'synced') then return false end
+  if old == new and not (new == 'retrying' and held and a.elem) then return false end
+  if old == false then redis.call('HINCRBY', run, 'listed', 1) end
+  if old == 'retrying' and new ~= 'retrying' then redis.call('HINCRBY', run, 'retrying', -1) end
+  if old == 'dead' then redis.call('HINCRBY', run, 'dead', -1) end
+  if old ~= new then
+    local counter = ({ retrying = 'retrying', synced = 'synced', dead = 'dead' })[new]
+    redis.call('HINCRBY', run, counter, 1)
+    redis.call('HSET', items, id, new)
+  end
+  return true
+end
+
+if a.outcome == 'synced' then
+  redis.call('HSET', KEYS[3], a.campaign, a.stored)
+  if a.outbox == '1' then redis.call('RPUSH', KEYS[10], a.stored) end
+  if transition(a.campaign, 'synced') then redis.call('HINCRBY', KEYS[4], 'campaigns_synced', 1) end
+elseif a.outcome == 'retry' and held then
+  if transition(a.campaign, 'retrying') then
+    redis.call('ZADD', KEYS[5], a.due, a.job)
+    redis.call('HINCRBY', KEYS[4], 'campaigns_retried', 1)
+  end
+elseif a.outcome == 'dead' and held then
+  if transition(a.campaign, 'dead') then
+    redis.call('LPUSH', KEYS[6], a.job)
+    redis.call('HINCRBY', KEYS[4], 'campaigns_dead', 1)
+  end
+end
+
+if a.disposition == 'retry' and held then
+  redis.call('ZADD', KEYS[5], a.due, a.job)
+  redis.call('HINCRBY', KEYS[4], 'jobs_retried', 1)
+end
+
+state = redis.call('HGET', run, 'state')
+if state == 'running' and redis.call('HGET', run, 'listing_done') == '1' then
+  local c = redis.call('HMGET', run, 'listed', 'synced', 'dead')
+  if tonumber(c[1] or '0') == tonumber(c[2] or '0') + tonumber(c[3] or '0') then
+    state = 'done'
+    redis.call('HSET', run, 'state', state, 'finished_at', a.now)
+    redis.call('PEXPIRE', items, 604800000)
+    if redis.call('GET', KEYS[9]) == a.run then redis.call('DEL', KEYS[9]) end
+    redis.call('HINCRBY', KEYS[4], 'runs_done', 1)
+  end
+end
+
+local out = { state }
+for _, pos in ipairs(needs) do out[#out + 1] = pos end
+return out

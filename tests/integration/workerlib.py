@@ -1,0 +1,78 @@
+"""Shared setup for worker integration tests: register the mock's accounts
+in Redis, enqueue runs, run workers, and check DESIGN.md §4's invariant."""
+import json
+import time
+
+from harness import Worker, adsync_env, enqueue, wait_until
+
+
+def register_clients(redis, n, prefix="adsync", api_url=None):
+    """Registers client_1..n with the mock's credentials, as `client add` would."""
+    ids = [f"client_{i}" for i in range(1, n + 1)]
+    for cid in ids:
+        fields = ["email", f"{cid}@example.test", "password", f"secret-{cid}"]
+        if api_url:
+            fields += ["api_url", api_url]
+        redis.cmd("HSET", f"{prefix}:client:{cid}", *fields)
+        redis.cmd("SADD", f"{prefix}:clients", cid)
+    return ids
+
+
+def sync_all(env):
+    r = enqueue(["sync", "--all", "--json"], env)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def run_hash(redis, run_id, prefix="adsync"):
+    flat = redis.cmd("HGETALL", f"{prefix}:run:{run_id}")
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def last_run(redis, cid, prefix="adsync"):
+    rid = redis.cmd("GET", f"{prefix}:client:{cid}:last_run")
+    assert rid, f"no run recorded for {cid}"
+    return rid, run_hash(redis, rid, prefix)
+
+
+def wait_runs_done(redis, ids, timeout, prefix="adsync"):
+    def all_done():
+        return all(last_run(redis, cid, prefix)[1].get("state") == "done" for cid in ids)
+    wait_until(all_done, timeout, "every run to be done", interval=0.1)
+
+
+def check_invariant(testcase, redis, cid, expected_listed, prefix="adsync"):
+    """Nothing listed is ever lost: listed == synced + dead, all stored."""
+    _, run = last_run(redis, cid, prefix)
+    listed, synced, dead = int(run["listed"]), int(run["synced"]), int(run["dead"])
+    testcase.assertEqual(listed, expected_listed, run)
+    testcase.assertEqual(listed, synced + dead, run)
+    testcase.assertEqual(int(run.get("retrying", 0)), 0, run)
+    stored = redis.cmd("HLEN", f"{prefix}:client:{cid}:campaigns")
+    testcase.assertEqual(stored, synced, f"{cid}: {stored} stored, {synced} synced")
+    return run
+
+
+def stored_campaigns(redis, cid, prefix="adsync"):
+    flat = redis.cmd("HGETALL", f"{prefix}:client:{cid}:campaigns")
+    return {k: json.loads(v) for k, v in zip(flat[::2], flat[1::2])}
+
+
+def start_workers(n, env, *args):
+    return [Worker(env, *args) for _ in range(n)]
+
+
+def wait_exit(testcase, workers, timeout):
+    deadline = time.monotonic() + timeout
+    for w in workers:
+        left = max(0.1, deadline - time.monotonic())
+        rc = w.wait(left)
+        testcase.assertEqual(rc, 0, f"worker exited {rc}:\n{w.log()[-4000:]}")
+
+
+def fast_env(redis, mock, **extra):
+    base = dict(ADSYNC_BACKOFF_BASE_MS=50, ADSYNC_BACKOFF_MAX_MS=500, ADSYNC_LEASE_MS=3000,
+                ADSYNC_RATE_LIMIT_PER_MIN=0, ADSYNC_HTTP_TIMEOUT_MS=1000,
+                ADSYNC_SHUTDOWN_GRACE_MS=2000)
+    base.update(extra)
+    return adsync_env(redis=redis, mock=mock, **base)

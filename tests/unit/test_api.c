@@ -1,0 +1,156 @@
+/* Unit tests for api.c: classification and hostile response bodies. */
+#include "test_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+
+static void classification(void **state)
+{
+    (void)state;
+    assert_int_equal(api_classify(HTTP_OK, 200), API_OK);
+    assert_int_equal(api_classify(HTTP_OK, 401), API_REAUTH);
+    assert_int_equal(api_classify(HTTP_OK, 429), API_RATE_LIMITED);
+    assert_int_equal(api_classify(HTTP_OK, 400), API_PERMANENT);
+    assert_int_equal(api_classify(HTTP_OK, 404), API_PERMANENT);
+    assert_int_equal(api_classify(HTTP_OK, 500), API_RETRY);
+    assert_int_equal(api_classify(HTTP_OK, 503), API_RETRY);
+    assert_int_equal(api_classify(HTTP_ERR_TIMEOUT, 0), API_RETRY);
+    assert_int_equal(api_classify(HTTP_ERR_CONNECT, 0), API_RETRY);
+    assert_int_equal(api_classify(HTTP_ERR_CLOSED, 0), API_RETRY);
+    assert_int_equal(api_classify(HTTP_ERR_TOO_LARGE, 0), API_RETRY);
+}
+
+static void token_bodies(void **state)
+{
+    (void)state;
+    char tok[API_TOKEN_MAX], err[128];
+    long exp = 0;
+    const char *good = "{\"access_token\":\"abc123\",\"token_type\":\"Bearer\",\"expires_in\":3600,\"issued_at\":1}";
+    assert_int_equal(api_parse_token(good, strlen(good), tok, sizeof tok, &exp, err, sizeof err), 0);
+    assert_string_equal(tok, "abc123");
+    assert_int_equal(exp, 3600);
+    const char *bad[] = { "", "nope", "[]", "{\"access_token\":5,\"expires_in\":3600}",
+                          "{\"access_token\":\"\",\"expires_in\":3600}", "{\"access_token\":\"a\"}",
+                          "{\"access_token\":\"a\",\"expires_in\":\"3600\"}",
+                          "{\"access_token\":\"a\\r\\nX-Evil: 1\",\"expires_in\":3600}",
+                          "{\"access_token\":\"a\",\"expires_in\":-5}" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(api_parse_token(bad[i], strlen(bad[i]), tok, sizeof tok, &exp, err, sizeof err), -1);
+}
+
+static void page_bodies(void **state)
+{
+    (void)state;
+    api_page p;
+    char err[128];
+    const char *good = "{\"data\":[{\"id\":\"campaign_1\",\"name\":\"C 1\",\"budget\":1100},"
+                       "{\"id\":\"\"},{\"id\":\"a\\u0001b\"}],"
+                       "\"pagination\":{\"page\":1,\"limit\":10,\"total\":3,\"has_more\":true}}";
+    assert_int_equal(api_parse_page(good, strlen(good), &p, err, sizeof err), 0);
+    assert_int_equal(p.n, 3);
+    assert_true(p.has_more);
+    assert_string_equal(p.items[0].id, "campaign_1");
+    assert_null(p.items[0].problem);
+    assert_non_null(strstr(p.items[0].json, "\"budget\":1100"));
+    assert_non_null(p.items[1].problem);
+    assert_non_null(p.items[2].problem);
+    api_page_clear(&p);
+
+    const char *bad[] = { "", "{", "{\"data\":{},\"pagination\":{\"has_more\":false}}",
+                          "{\"data\":[],\"pagination\":{\"has_more\":\"no\"}}",
+                          "{\"data\":[{\"id\":7}],\"pagination\":{\"has_more\":false}}",
+                          "{\"data\":[1],\"pagination\":{\"has_more\":false}}",
+                          "{\"data\":[]}", "<html>oops</html>" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(api_parse_page(bad[i], strlen(bad[i]), &p, err, sizeof err), -1);
+        assert_int_equal(p.n, 0);
+        assert_null(p.items);
+    }
+    /* every truncation of a good page is rejected without crashing */
+    for (size_t n = 0; n < strlen(good); n++) {
+        char *copy = malloc(n + 1);
+        memcpy(copy, good, n);
+        assert_int_equal(api_parse_page(copy, n, &p, err, sizeof err), -1);
+        free(copy);
+    }
+}
+
+static void sync_bodies(void **state)
+{
+    (void)state;
+    char at[64], err[128];
+    const char *good = "{\"success\":true,\"campaign_id\":\"c\",\"synced_at\":\"2026-01-01T00:00:00.000Z\"}";
+    assert_int_equal(api_parse_sync(good, strlen(good), at, sizeof at, err, sizeof err), 0);
+    assert_string_equal(at, "2026-01-01T00:00:00.000Z");
+    const char *bad[] = { "{\"success\":false,\"synced_at\":\"x\"}", "{\"success\":true}",
+                          "{\"success\":\"true\",\"synced_at\":\"x\"}", "{\"success\":true,\"synced_at\":3}", "x" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(api_parse_sync(bad[i], strlen(bad[i]), at, sizeof at, err, sizeof err), -1);
+}
+
+static void urls_and_bodies(void **state)
+{
+    (void)state;
+    char url[512];
+    assert_int_equal(api_sync_url("http://h:1", "a b/c?d#é", strlen("a b/c?d#é"), url, sizeof url), 0);
+    assert_string_equal(url, "http://h:1/api/campaigns/a%20b%2Fc%3Fd%23%C3%A9/sync");
+    assert_int_equal(api_sync_url("http://h:1", "x", 1, url, 20), -1);
+    assert_int_equal(api_list_url("http://h:1", 3, 10, url, sizeof url), 0);
+    assert_string_equal(url, "http://h:1/api/campaigns?page=3&limit=10");
+    char *body = api_sync_body("q\"uote");
+    assert_string_equal(body, "{\"campaign_id\":\"q\\\"uote\"}");
+    free(body);
+    char *stored = api_stored_campaign("{\"id\":\"c1\",\"run\":\"old\",\"n\":1}", "2026", "r1");
+    assert_string_equal(stored, "{\"id\":\"c1\",\"n\":1,\"synced_at\":\"2026\",\"run\":\"r1\"}");
+    free(stored);
+    assert_null(api_stored_campaign("[1]", "a", "b"));
+}
+
+static void basic_auth(void **state)
+{
+    (void)state;
+    char h[256];
+    assert_int_equal(api_basic_auth_header("user", "pass", h, sizeof h), 0);
+    assert_string_equal(h, "Authorization: Basic dXNlcjpwYXNz");
+    assert_int_equal(api_basic_auth_header("a@example.test", "secret-client_1", h, sizeof h), 0);
+    assert_string_equal(h, "Authorization: Basic YUBleGFtcGxlLnRlc3Q6c2VjcmV0LWNsaWVudF8x");
+    assert_int_equal(api_basic_auth_header("user", "pass", h, 20), -1);
+}
+
+static void retry_after(void **state)
+{
+    (void)state;
+    const char *body = "{\"error\":\"Rate limit exceeded\",\"retry_after\":12}";
+    assert_int_equal(api_retry_after_ms(7, body, strlen(body)), 7000);
+    assert_int_equal(api_retry_after_ms(0, body, strlen(body)), 12000);
+    assert_int_equal(api_retry_after_ms(0, "junk", 4), 60000);
+    assert_int_equal(api_retry_after_ms(0, NULL, 0), 60000);
+    assert_int_equal(api_retry_after_ms(999999, NULL, 0), 3600000);
+}
+
+static void failure_text(void **state)
+{
+    (void)state;
+    char out[128];
+    http_result r = { .error = HTTP_OK, .status = 503 };
+    api_describe_failure(&r, NULL, out, sizeof out);
+    assert_string_equal(out, "HTTP 503");
+    api_describe_failure(&r, "not JSON", out, sizeof out);
+    assert_string_equal(out, "malformed body (HTTP 503): not JSON");
+    http_result t = { .error = HTTP_ERR_TIMEOUT, .detail = "timeout after 1000 ms" };
+    api_describe_failure(&t, NULL, out, sizeof out);
+    assert_string_equal(out, "timeout after 1000 ms");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(classification), cmocka_unit_test(token_bodies),
+        cmocka_unit_test(page_bodies),    cmocka_unit_test(sync_bodies),
+        cmocka_unit_test(urls_and_bodies), cmocka_unit_test(basic_auth),
+        cmocka_unit_test(retry_after),    cmocka_unit_test(failure_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,398 @@
+/* client: what a worker knows about one client account while it holds jobs
+ * for it: credentials from <prefix>:client:<id>, and a token shared by every
+ * worker through <prefix>:client:<id>:token (DESIGN.md §6).
+ *
+ * Token protocol: take the cached token if there is one; otherwise try to
+ * take the short lock <prefix>:client:<id>:authlock and authenticate; a
+ * worker that does not get the lock polls for the token the lock holder
+ * writes. So one worker per client authenticates at a time, and the platform
+ * sees one login per token lifetime, not one per worker. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "worker.h"
+
+#define CL_RELOAD_MS 500          /* retry after a failed credentials read */
+#define CL_TOKEN_POLL_MS 100      /* waiting for another worker's login */
+#define CL_AUTHLOCK_MS 10000
+#define CL_TOKEN_RECHECK_MS 30000 /* re-read the shared token this often */
+#define CL_FAILED_RETRY_MS 1000   /* after a retryable auth failure */
+
+static void load_credentials(client *c);
+static void free_if_unused(client *c);
+
+static int client_key(client *c, keys_client_kind kind, char *out)
+{
+    return keys_client_key(&c->w->keys, c->id, kind, out, KEYS_MAX_LEN);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    client *c = t->data;
+    c->timer_armed = 0;
+    c->parked_until = 0;
+    if (c->state == CL_LOADING)
+        load_credentials(c);
+    else
+        cl_prepare(c);
+    sched_wake(c->w, c);
+}
+
+void cl_arm_timer(client *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+    c->timer_armed = 1;
+}
+
+static void set_state(client *c, cl_state s)
+{
+    c->state = s;
+    sched_wake(c->w, c);
+}
+
+static void fail(client *c, int permanent, const char *why)
+{
+    snprintf(c->failure, sizeof c->failure, "%s", why);
+    c->failed_permanent = permanent;
+    c->failed_at = clock_mono_ms();
+    log_warn("client unusable", LOG_STR("client", c->id), LOG_STR("error", why),
+             LOG_INT("permanent", permanent));
+    set_state(c, CL_FAILED);
+}
+
+/* ---- credentials --------------------------------------------------------- */
+
+static void copy_field(char *dst, size_t dstlen, const redisReply *v)
+{
+    snprintf(dst, dstlen, "%.*s", (int)v->len, v->str);
+}
+
+static unsigned parse_unsigned(const redisReply *v, unsigned def, unsigned max)
+{
+    char buf[32], *end;
+    copy_field(buf, sizeof buf, v);
+    unsigned long n = strtoul(buf, &end, 10);
+    return *end == '\0' && end != buf && n <= max ? (unsigned)n : def;
+}
+
+/* Applies one field of the client hash; unknown fields are ignored. */
+static void apply_field(client *c, const redisReply *k, const redisReply *v)
+{
+    if (strcmp(k->str, "email") == 0)
+        copy_field(c->email, sizeof c->email, v);
+    else if (strcmp(k->str, "password") == 0)
+        copy_field(c->password, sizeof c->password, v);
+    else if (strcmp(k->str, "api_url") == 0)
+        copy_field(c->base_url, sizeof c->base_url, v);
+    else if (strcmp(k->str, "rate_limit_per_min") == 0)
+        c->rate_limit = parse_unsigned(v, c->rate_limit, 1000000);
+    else if (strcmp(k->str, "rate_window_ms") == 0)
+        c->rate_window_ms = parse_unsigned(v, (unsigned)c->rate_window_ms, 86400000);
+    else if (strcmp(k->str, "page_size") == 0)
+        c->page_size = parse_unsigned(v, c->page_size, 1000);
+}
+
+static void validate_credentials(client *c)
+{
+    char err[CFG_ERR_LEN], msg[CFG_ERR_LEN + 128];
+    cfg_http_url url;
+    if (c->email[0] == '\0' || c->password[0] == '\0') {
+        snprintf(msg, sizeof msg, "no credentials for client %s", c->id);
+        fail(c, 1, msg);
+    } else if (cfg_parse_http_url("api_url", c->base_url, &url, err, sizeof err) < 0) {
+        snprintf(msg, sizeof msg, "bad api_url for client %s: %s", c->id, err);
+        fail(c, 1, msg);
+    } else {
+        snprintf(c->base_url, sizeof c->base_url, "%s", url.base);
+        if (c->page_size == 0)
+            c->page_size = c->w->cfg.page_size;
+        set_state(c, CL_NEED_TOKEN);
+        cl_prepare(c);
+    }
+}
+
+static void on_credentials(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    client *c = privdata;
+    c->pending_io--;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        cl_arm_timer(c, CL_RELOAD_MS);
+        free_if_unused(c);
+        return;
+    }
+    for (size_t i = 0; i + 1 < reply->elements; i += 2)
+        apply_field(c, reply->element[i], reply->element[i + 1]);
+    log_secret_add(c->password);
+    validate_credentials(c);
+    free_if_unused(c);
+}
+
+static void load_credentials(client *c)
+{
+    char key[KEYS_MAX_LEN];
+    client_key(c, KEYS_CLIENT, key);
+    if (rds_commandf(c->w->redis, on_credentials, c, "HGETALL %s", key) < 0) {
+        cl_arm_timer(c, CL_RELOAD_MS);
+        return;
+    }
+    c->pending_io++;
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+client *cl_acquire(worker *w, const char *id)
+{
+    for (client *c = w->clients; c; c = c->next) {
+        if (strcmp(c->id, id) == 0) {
+            c->refs++;
+            return c;
+        }
+    }
+    client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->w = w;
+    snprintf(c->id, sizeof c->id, "%s", id);
+    snprintf(c->base_url, sizeof c->base_url, "%s", w->cfg.platform.base);
+    c->rate_limit = w->cfg.rate_limit_per_min;
+    c->rate_window_ms = w->cfg.rate_window_ms;
+    c->refs = 1;
+    c->state = CL_LOADING;
+    uv_timer_init(w->loop, &c->timer);
+    c->timer.data = c;
+    c->next = w->clients;
+    w->clients = c;
+    load_credentials(c);
+    return c;
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    client *c = h->data;
+    memset(c->password, 0, sizeof c->password);
+    free(c);
+}
+
+static void destroy(client *c)
+{
+    worker *w = c->w;
+    for (client **pp = &w->clients; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    sched_client_gone(w, c);
+    http_headers_unref(c->headers);
+    c->headers = NULL;
+    uv_close((uv_handle_t *)&c->timer, on_client_closed);
+}
+
+static void free_if_unused(client *c)
+{
+    if (c->refs == 0 && c->pending_io == 0 && c->queued == 0 && c->inflight == 0)
+        destroy(c);
+}
+
+void cl_release(client *c)
+{
+    if (c == NULL)
+        return;
+    c->refs--;
+    free_if_unused(c);
+}
+
+void cl_free_all(worker *w)
+{
+    while (w->clients)
+        destroy(w->clients);
+}
+
+/* ---- token ----------------------------------------------------------------- */
+
+static void adopt_token(client *c, const char *token)
+{
+    char auth[API_TOKEN_MAX + 32], cid[KEYS_ID_MAX + 16];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    snprintf(cid, sizeof cid, "X-Client-Id: %s", c->id);
+    const char *lines[] = { auth, cid, "Content-Type: application/json", "Accept: application/json" };
+    http_headers *h = http_headers_new(lines, 4);
+    memset(auth, 0, sizeof auth);
+    if (h == NULL) {
+        fail(c, 0, "out of memory building headers");
+        return;
+    }
+    log_secret_add(token);
+    http_headers_unref(c->headers);
+    c->headers = h;
+    snprintf(c->token, sizeof c->token, "%s", token);
+    c->token_recheck_at = clock_mono_ms() + CL_TOKEN_RECHECK_MS;
+    set_state(c, CL_READY);
+}
+
+static void fetch_shared_token(client *c);
+
+static void release_authlock(client *c)
+{
+    char key[KEYS_MAX_LEN];
+    client_key(c, KEYS_CLIENT_AUTHLOCK, key);
+    const char *args[] = { key, c->w->id };
+    rds_script(c->w->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
+}
+
+static void on_token_stored(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    (void)reply;   /* if it did not land, other workers log in themselves */
+    client *c = privdata;
+    c->pending_io--;
+    release_authlock(c);
+    free_if_unused(c);
+}
+
+static void store_token(client *c, const char *token, long expires_in)
+{
+    /* Cached a minute less than the platform keeps it, so nobody uses a
+     * token in its last seconds; short test TTLs keep half their life. */
+    long ttl_ms = expires_in > 120 ? (expires_in - 60) * 1000 : expires_in * 500;
+    char key[KEYS_MAX_LEN], ttl[32];
+    client_key(c, KEYS_CLIENT_TOKEN, key);
+    snprintf(ttl, sizeof ttl, "%ld", ttl_ms > 0 ? ttl_ms : 1);
+    const char *argv[] = { "SET", key, token, "PX", ttl };
+    if (rds_command(c->w->redis, on_token_stored, c, 5, argv, NULL) == 0)
+        c->pending_io++;
+    else
+        release_authlock(c);
+}
+
+static void on_auth_done(const http_result *res, void *ud)
+{
+    client *c = ud;
+    worker *w = c->w;
+    c->pending_io--;
+    wk_count_http(w, res);
+    char token[API_TOKEN_MAX], err[256], why[400];
+    long expires_in = 0;
+    api_verdict v = api_classify(res->error, res->status);
+    if (v == API_OK && api_parse_token(res->body, res->body_len, token, sizeof token, &expires_in,
+                                       err, sizeof err) == 0) {
+        log_info("authenticated", LOG_STR("client", c->id), LOG_INT("expires_in", expires_in));
+        store_token(c, token, expires_in);
+        adopt_token(c, token);
+        memset(token, 0, sizeof token);
+    } else {
+        api_describe_failure(res, v == API_OK ? err : NULL, why, sizeof why);
+        release_authlock(c);
+        int permanent = v == API_REAUTH || v == API_PERMANENT;
+        char msg[512];
+        snprintf(msg, sizeof msg, "authentication failed: %s", why);
+        fail(c, permanent, msg);
+    }
+    free_if_unused(c);
+}
+
+static void authenticate(client *c)
+{
+    char basic[1200], url[1100];
+    if (api_basic_auth_header(c->email, c->password, basic, sizeof basic) < 0) {
+        fail(c, 1, "credentials too long");
+        return;
+    }
+    const char *lines[] = { basic, "Accept: application/json" };
+    http_headers *h = http_headers_new(lines, 2);
+    memset(basic, 0, sizeof basic);
+    snprintf(url, sizeof url, "%s/auth/token", c->base_url);
+    http_request_spec spec = { .method = "POST", .url = url, .headers = h, .body = "", .body_len = 0 };
+    int rc = h && c->w->http ? http_submit(c->w->http, &spec, on_auth_done, c) : -1;
+    http_headers_unref(h);   /* the request holds its own reference */
+    if (rc < 0) {
+        release_authlock(c);
+        fail(c, 0, "could not start the authentication request");
+        return;
+    }
+    c->pending_io++;
+    c->w->n.auth_requests++;
+    set_state(c, CL_AUTHING);
+}
+
+static void on_authlock(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    client *c = privdata;
+    c->pending_io--;
+    if (reply && reply->type == REDIS_REPLY_STATUS)
+        authenticate(c);                  /* we hold the lock */
+    else
+        cl_arm_timer(c, CL_TOKEN_POLL_MS); /* somebody else is logging in */
+    free_if_unused(c);
+}
+
+static void on_shared_token(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    client *c = privdata;
+    c->pending_io--;
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len > 0 && reply->len < API_TOKEN_MAX) {
+        char token[API_TOKEN_MAX];
+        snprintf(token, sizeof token, "%.*s", (int)reply->len, reply->str);
+        if (strcmp(token, c->token) != 0 || c->state != CL_READY)
+            adopt_token(c, token);
+        else
+            c->token_recheck_at = clock_mono_ms() + CL_TOKEN_RECHECK_MS;
+        c->state = CL_READY;
+        sched_wake(c->w, c);
+    } else if (reply && reply->type == REDIS_REPLY_NIL) {
+        char key[KEYS_MAX_LEN];
+        client_key(c, KEYS_CLIENT_AUTHLOCK, key);
+        if (rds_commandf(c->w->redis, on_authlock, c, "SET %s %s NX PX %d", key, c->w->id,
+                         CL_AUTHLOCK_MS) == 0)
+            c->pending_io++;
+        else
+            cl_arm_timer(c, CL_RELOAD_MS);
+    } else {
+        cl_arm_timer(c, CL_RELOAD_MS);   /* Redis away: try again later */
+    }
+    free_if_unused(c);
+}
+
+static void fetch_shared_token(client *c)
+{
+    char key[KEYS_MAX_LEN];
+    client_key(c, KEYS_CLIENT_TOKEN, key);
+    if (rds_commandf(c->w->redis, on_shared_token, c, "GET %s", key) < 0) {
+        cl_arm_timer(c, CL_RELOAD_MS);
+        return;
+    }
+    c->pending_io++;
+    c->state = CL_AUTHING;   /* a fetch is under way: nothing to start meanwhile */
+}
+
+void cl_prepare(client *c)
+{
+    if (c->state == CL_FAILED && !c->failed_permanent &&
+        clock_mono_ms() - c->failed_at >= CL_FAILED_RETRY_MS)
+        c->state = CL_NEED_TOKEN;
+    if (c->state == CL_READY && clock_mono_ms() >= c->token_recheck_at)
+        c->state = CL_NEED_TOKEN;
+    if (c->state == CL_NEED_TOKEN && !c->timer_armed)
+        fetch_shared_token(c);
+}
+
+void cl_token_rejected(client *c, const char *token)
+{
+    if (strcmp(c->token, token) != 0)
+        return;   /* already replaced */
+    char key[KEYS_MAX_LEN];
+    client_key(c, KEYS_CLIENT_TOKEN, key);
+    const char *args[] = { key, token };
+    rds_script(c->w->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
+    c->token[0] = '\0';
+    c->w->n.token_refreshes++;
+    log_info("token rejected, logging in again", LOG_STR("client", c->id));
+    c->state = CL_NEED_TOKEN;
+    cl_prepare(c);
+}

@@ -1,0 +1,710 @@
+/* flow: what a held job does, from pop to its recorded outcome (DESIGN.md §4).
+ *
+ * A client job lists pages from its run's cursor and syncs every campaign a
+ * page brings; a campaign job (a retry) syncs one campaign. Every outcome is
+ * recorded by progress.lua through the store, which also moves the run's
+ * counters, so a job delivered twice, or a write replayed after an outage,
+ * cannot count anything twice.
+ *
+ * The cursor written with each step is the oldest page that still has a
+ * campaign without a recorded outcome: a job recovered after a crash starts
+ * there, and progress.lua tells it which campaigns of that page still need a
+ * sync. Listing runs ahead of syncing by at most LIST_AHEAD campaigns. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "clock.h"
+#include "log.h"
+#include "scripts.h"
+#include "worker.h"
+
+#define MAX_ARGS 48   /* 10 keys + every name/value pair progress.lua knows */
+
+static void release(held *h);
+static void maybe_finish(held *h);
+static void maybe_list_more(held *h);
+
+/* ---- keys and arguments for progress.lua -------------------------------- */
+
+/* The ten keys progress.lua declares, in its order. */
+typedef struct progress_keys {
+    char k[10][KEYS_MAX_LEN];
+} progress_keys;
+
+static void progress_keys_for(worker *w, const job *j, progress_keys *pk)
+{
+    keys_run_key(&w->keys, j->run, pk->k[0], KEYS_MAX_LEN);
+    keys_run_items_key(&w->keys, j->run, pk->k[1], KEYS_MAX_LEN);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_CAMPAIGNS, pk->k[2], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_STATS, pk->k[3], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_RETRY, pk->k[4], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_DEAD, pk->k[5], KEYS_MAX_LEN);
+    snprintf(pk->k[6], KEYS_MAX_LEN, "%s", w->processing_key);
+    keys_global_key(&w->keys, KEYS_DELIVERIES, pk->k[7], KEYS_MAX_LEN);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->k[8], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_OUTBOX, pk->k[9], KEYS_MAX_LEN);
+}
+
+/* A progress.lua call being assembled: keys, then name/value pairs. */
+typedef struct progress_call {
+    progress_keys keys;
+    const char *argv[MAX_ARGS];
+    size_t lens[MAX_ARGS];
+    int argc;
+    char now[24], cursor[16], due[24];
+} progress_call;
+
+static void arg(progress_call *pc, const char *s, size_t len)
+{
+    pc->argv[pc->argc] = s;
+    pc->lens[pc->argc] = len;
+    pc->argc++;
+}
+
+static void pair(progress_call *pc, const char *name, const char *value)
+{
+    arg(pc, name, strlen(name));
+    arg(pc, value, strlen(value));
+}
+
+static unsigned cursor_of(const held *h)
+{
+    for (size_t i = 0; i < h->npages; i++)
+        if (h->pages[i].left > 0)
+            return h->pages[i].page;
+    return h->next_page;
+}
+
+static void progress_begin(progress_call *pc, held *h)
+{
+    worker *w = h->w;
+    memset(pc, 0, sizeof *pc);
+    progress_keys_for(w, &h->job, &pc->keys);
+    for (int i = 0; i < 10; i++)
+        arg(pc, pc->keys.k[i], strlen(pc->keys.k[i]));
+    snprintf(pc->now, sizeof pc->now, "%llu", (unsigned long long)clock_wall_ms());
+    pair(pc, "now", pc->now);
+    pair(pc, "run", h->job.run);
+    if (h->job.type == JOB_CLIENT) {
+        snprintf(pc->cursor, sizeof pc->cursor, "%u", cursor_of(h));
+        pair(pc, "cursor", pc->cursor);
+    }
+    if (w->cfg.pg_url[0])
+        pair(pc, "outbox", "1");
+}
+
+/* Adds "elem"/"job_id": this write also ends the job. */
+static void progress_ends_job(progress_call *pc, held *h)
+{
+    arg(pc, "elem", 4);
+    arg(pc, h->elem, h->elem_len);
+    pair(pc, "job_id", h->job.id);
+}
+
+static int progress_send(progress_call *pc, held *h, st_done_fn *done, void *ud)
+{
+    return st_script(h->w->store, SCRIPT_PROGRESS, 10, pc->argc, pc->argv, pc->lens, done, ud);
+}
+
+/* ---- outcomes of one campaign ---------------------------------------------- */
+
+typedef struct outcome_ctx {
+    held *h;
+    int ends_job;
+} outcome_ctx;
+
+static void on_outcome_recorded(redisReply *reply, void *ud)
+{
+    (void)reply;
+    outcome_ctx *oc = ud;
+    held *h = oc->h;
+    free(oc);
+    if (h->job.type == JOB_CAMPAIGN) {
+        release(h);
+        return;
+    }
+    h->syncs_open--;
+    maybe_list_more(h);
+    maybe_finish(h);
+}
+
+static void page_done_one(held *h, unsigned page)
+{
+    for (size_t i = 0; i < h->npages; i++) {
+        if (h->pages[i].page == page && h->pages[i].left > 0) {
+            h->pages[i].left--;
+            break;
+        }
+    }
+    while (h->npages > 0 && h->pages[0].left == 0) {   /* drop finished pages */
+        memmove(h->pages, h->pages + 1, --h->npages * sizeof *h->pages);
+    }
+}
+
+/* The job JSON for the retry zset or the dead list. Campaign ids that failed
+ * validation cannot go through job_set_campaign, so the campaign is set raw. */
+static char *campaign_job_json(held *h, const api_campaign *c, unsigned attempt, const char *error)
+{
+    job j;
+    memset(&j, 0, sizeof j);
+    j.type = JOB_CAMPAIGN;
+    job_make_id(j.id);
+    snprintf(j.client, sizeof j.client, "%s", h->job.client);
+    snprintf(j.run, sizeof j.run, "%s", h->job.run);
+    j.attempt = attempt;
+    j.enqueued_at = clock_wall_ms();
+    j.campaign = c->json;
+    job_set_error(&j, error);
+    char *text = job_serialize(&j);
+    j.campaign = NULL;
+    job_clear(&j);
+    return text;
+}
+
+/* Records what happened to one campaign. outcome: synced | retry | dead. */
+static void record_outcome(held *h, unsigned page, const api_campaign *c, const char *outcome,
+                           const char *payload, uint64_t due_ms)
+{
+    worker *w = h->w;
+    progress_call pc;
+    if (h->job.type == JOB_CLIENT)
+        page_done_one(h, page);
+    progress_begin(&pc, h);
+    arg(&pc, "campaign", 8);
+    arg(&pc, c->id, c->id_len);
+    pair(&pc, "outcome", outcome);
+    pair(&pc, strcmp(outcome, "synced") == 0 ? "stored" : "job", payload);
+    if (due_ms) {
+        snprintf(pc.due, sizeof pc.due, "%llu", (unsigned long long)due_ms);
+        pair(&pc, "due", pc.due);
+    }
+    if (h->job.type == JOB_CAMPAIGN)
+        progress_ends_job(&pc, h);
+    outcome_ctx *oc = malloc(sizeof *oc);
+    if (oc == NULL || (oc->h = h, progress_send(&pc, h, on_outcome_recorded, oc)) < 0) {
+        free(oc);
+        log_error("out of memory recording an outcome", LOG_STR("client", h->job.client));
+        h->aborted = 1;
+        return;
+    }
+    (void)w;
+}
+
+static void campaign_failed(held *h, unsigned page, const api_campaign *c, const char *error,
+                            int permanent, unsigned long retry_after_ms)
+{
+    worker *w = h->w;
+    unsigned attempt = (h->job.type == JOB_CAMPAIGN ? h->job.attempt : 0) + 1;
+    int dead = permanent || attempt >= w->cfg.max_attempts;
+    char *json = campaign_job_json(h, c, attempt, error);
+    if (json == NULL) {
+        h->aborted = 1;
+        return;
+    }
+    uint64_t due = 0;
+    if (dead) {
+        w->n.campaigns_dead++;
+        log_warn("campaign dead", LOG_STR("client", h->job.client), LOG_STR("campaign", c->id),
+                 LOG_STR("run", h->job.run), LOG_INT("attempt", attempt), LOG_STR("error", error));
+    } else {
+        uint64_t delay = backoff_ms(attempt, w->cfg.backoff_base_ms, w->cfg.backoff_max_ms,
+                                    backoff_unit_random());
+        due = backoff_due_ms(clock_wall_ms(), delay, retry_after_ms);
+        w->n.campaigns_retried++;
+        log_info("campaign will be retried", LOG_STR("client", h->job.client), LOG_STR("campaign", c->id),
+                 LOG_INT("attempt", attempt), LOG_INT("in_ms", (long long)(due - clock_wall_ms())),
+                 LOG_STR("error", error));
+    }
+    record_outcome(h, page, c, dead ? "dead" : "retry", json, due);
+    free(json);
+}
+
+/* ---- sync --------------------------------------------------------------- */
+
+static void free_op(op *o)
+{
+    free(o->campaign.id);
+    free(o->campaign.json);
+    free(o);
+}
+
+static void on_sync_done(op *o, const op_result *res)
+{
+    held *h = o->owner;
+    if (res->aborted) {
+        h->aborted = 1;
+        if (h->job.type == JOB_CLIENT)
+            h->syncs_open--;
+        free_op(o);
+        return;
+    }
+    char synced_at[64], err[256], why[512];
+    if (res->verdict == API_OK &&
+        api_parse_sync(res->http->body, res->http->body_len, synced_at, sizeof synced_at, err, sizeof err) == 0) {
+        char *stored = api_stored_campaign(o->campaign.json, synced_at, h->job.run);
+        if (stored) {
+            h->w->n.campaigns_synced++;
+            record_outcome(h, o->page, &o->campaign, "synced", stored, 0);
+            free(stored);
+        } else {
+            h->aborted = 1;
+        }
+    } else if (res->verdict == API_OK) {
+        api_describe_failure(res->http, err, why, sizeof why);
+        campaign_failed(h, o->page, &o->campaign, why, 0, 0);
+    } else {
+        campaign_failed(h, o->page, &o->campaign, res->error, res->verdict == API_PERMANENT,
+                        res->retry_after_ms);
+    }
+    free_op(o);
+}
+
+static op *new_op(held *h, op_kind kind, unsigned page)
+{
+    op *o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return NULL;
+    o->kind = kind;
+    o->client = h->client;
+    o->owner = h;
+    o->page = page;
+    return o;
+}
+
+/* Takes ownership of c's strings. */
+static void submit_sync(held *h, unsigned page, api_campaign *c)
+{
+    op *o = new_op(h, OP_SYNC, page);
+    if (o == NULL) {
+        h->aborted = 1;
+        return;
+    }
+    o->campaign = *c;
+    memset(c, 0, sizeof *c);
+    o->done = on_sync_done;
+    sched_submit(h->w, o);
+}
+
+/* ---- listing ----------------------------------------------------------- */
+
+typedef struct page_ctx {
+    held *h;
+    unsigned page;
+    api_page items;
+    int last;
+} page_ctx;
+
+static void add_page(held *h, unsigned page, size_t left)
+{
+    if (h->npages == h->pages_cap) {
+        size_t cap = h->pages_cap ? h->pages_cap * 2 : 4;
+        struct page_left *p = realloc(h->pages, cap * sizeof *p);
+        if (p == NULL) {
+            h->aborted = 1;
+            return;
+        }
+        h->pages = p;
+        h->pages_cap = cap;
+    }
+    h->pages[h->npages].page = page;
+    h->pages[h->npages].left = left;
+    h->npages++;
+}
+
+/* progress.lua answered {state, positions needing a sync…}. */
+static void on_page_recorded(redisReply *reply, void *ud)
+{
+    page_ctx *pc = ud;
+    held *h = pc->h;
+    h->list_pending = 0;
+    h->pages_seen++;
+    if (pc->last)
+        h->listing_done = 1;
+    else
+        h->next_page = pc->page + 1;
+    size_t need = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->elements - 1 : 0;
+    add_page(h, pc->page, need);
+    h->syncs_open += need;
+    for (size_t i = 0; i < need; i++) {
+        long long pos = reply->element[i + 1]->integer;
+        if (pos < 1 || (size_t)pos > pc->items.n)
+            continue;
+        api_campaign *c = &pc->items.items[pos - 1];
+        if (c->problem) {
+            h->w->n.campaigns_invalid++;
+            campaign_failed(h, pc->page, c, c->problem, 1, 0);
+        } else {
+            submit_sync(h, pc->page, c);
+        }
+    }
+    api_page_clear(&pc->items);
+    free(pc);
+    maybe_list_more(h);
+    maybe_finish(h);
+}
+
+static void record_page(held *h, unsigned page, api_page *items)
+{
+    worker *w = h->w;
+    page_ctx *ctx = calloc(1, sizeof *ctx);
+    size_t argc_max = 40 + items->n;
+    progress_call *pc = malloc(sizeof *pc);
+    const char **argv = malloc(argc_max * sizeof *argv);
+    size_t *lens = malloc(argc_max * sizeof *lens);
+    if (!ctx || !pc || !argv || !lens) {
+        free(ctx), free(pc), free(argv), free(lens);
+        api_page_clear(items);
+        h->aborted = 1;
+        h->list_pending = 0;
+        return;
+    }
+    ctx->h = h;
+    ctx->page = page;
+    ctx->items = *items;
+    ctx->last = !items->has_more || items->n == 0 || page >= w->cfg.max_pages;
+    memset(items, 0, sizeof *items);
+
+    progress_begin(pc, h);
+    if (ctx->last)
+        pair(pc, "listing_done", "1");
+    memcpy(argv, pc->argv, (size_t)pc->argc * sizeof *argv);
+    memcpy(lens, pc->lens, (size_t)pc->argc * sizeof *lens);
+    int argc = pc->argc;
+    argv[argc] = "ids";
+    lens[argc++] = 3;
+    for (size_t i = 0; i < ctx->items.n; i++) {
+        argv[argc] = ctx->items.items[i].id;
+        lens[argc++] = ctx->items.items[i].id_len;
+    }
+    if (st_script(w->store, SCRIPT_PROGRESS, 10, argc, argv, lens, on_page_recorded, ctx) < 0) {
+        api_page_clear(&ctx->items);
+        free(ctx);
+        h->aborted = 1;
+        h->list_pending = 0;
+    }
+    free(pc);
+    free(argv);
+    free(lens);
+}
+
+static void on_list_done(op *o, const op_result *res)
+{
+    held *h = o->owner;
+    unsigned page = o->page;
+    free_op(o);
+    if (res->aborted) {
+        h->aborted = 1;
+        h->list_pending = 0;
+        return;
+    }
+    api_page items;
+    char err[256];
+    if (res->verdict == API_OK &&
+        api_parse_page(res->http->body, res->http->body_len, &items, err, sizeof err) == 0) {
+        log_debug("page listed", LOG_STR("client", h->job.client), LOG_INT("page", page),
+                  LOG_INT("campaigns", (long long)items.n));
+        record_page(h, page, &items);
+        return;
+    }
+    h->list_pending = 0;
+    h->list_failed = res->verdict == API_PERMANENT ? 2 : 1;
+    h->retry_after_ms = res->retry_after_ms;
+    if (res->verdict == API_OK)
+        api_describe_failure(res->http, err, h->list_error, sizeof h->list_error);
+    else
+        snprintf(h->list_error, sizeof h->list_error, "%s", res->error);
+    log_warn("page fetch failed", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
+             LOG_INT("page", page), LOG_STR("error", h->list_error));
+    maybe_finish(h);
+}
+
+static void maybe_list_more(held *h)
+{
+    worker *w = h->w;
+    size_t ahead = 2 * (size_t)(h->client->page_size > 0 ? h->client->page_size : w->cfg.page_size);
+    if (ahead < 2 * (size_t)w->cfg.client_concurrency)
+        ahead = 2 * (size_t)w->cfg.client_concurrency;
+    if (h->job.type != JOB_CLIENT || h->listing_done || h->list_pending || h->list_failed ||
+        h->aborted || w->stopping || h->syncs_open >= ahead)
+        return;
+    op *o = new_op(h, OP_LIST, h->next_page);
+    if (o == NULL) {
+        h->aborted = 1;
+        return;
+    }
+    o->done = on_list_done;
+    h->list_pending = 1;
+    sched_submit(w, o);
+}
+
+/* ---- the end of a job ----------------------------------------------------- */
+
+static void on_job_recorded(redisReply *reply, void *ud)
+{
+    held *h = ud;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "done") == 0)
+        log_info("run done", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run));
+    release(h);
+}
+
+static void bury(held *h, const char *dead_letter, const char *reason);
+
+static void retry_client_job(held *h)
+{
+    worker *w = h->w;
+    /* Progress resets the count: a long listing that meets an occasional
+     * 503 is not one failure away from dead. */
+    unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + 1;
+    job_set_error(&h->job, h->list_error);
+    if (h->list_failed == 2 || attempt >= w->cfg.max_attempts) {
+        unsigned saved = h->job.attempt;
+        h->job.attempt = attempt;
+        char *json = job_serialize(&h->job);
+        h->job.attempt = saved;
+        w->n.jobs_dead++;
+        bury(h, json ? json : h->elem, h->list_error);
+        free(json);
+        return;
+    }
+    job next = h->job;
+    next.attempt = attempt;
+    char *json = job_serialize(&next);
+    if (json == NULL) {
+        h->aborted = 1;
+        return;
+    }
+    uint64_t delay = backoff_ms(attempt, w->cfg.backoff_base_ms, w->cfg.backoff_max_ms, backoff_unit_random());
+    uint64_t due = backoff_due_ms(clock_wall_ms(), delay, h->retry_after_ms);
+    progress_call pc;
+    progress_begin(&pc, h);
+    snprintf(pc.due, sizeof pc.due, "%llu", (unsigned long long)due);
+    pair(&pc, "disposition", "retry");
+    pair(&pc, "job", json);
+    pair(&pc, "due", pc.due);
+    progress_ends_job(&pc, h);
+    w->n.jobs_retried++;
+    log_info("client job will be retried", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
+             LOG_INT("attempt", attempt), LOG_INT("page", cursor_of(h)));
+    h->finishing = 1;
+    if (progress_send(&pc, h, on_job_recorded, h) < 0)
+        h->finishing = 0, h->aborted = 1;
+    free(json);
+}
+
+static void maybe_finish(held *h)
+{
+    if (h->job.type != JOB_CLIENT || h->finishing || h->aborted || h->list_pending || h->syncs_open > 0)
+        return;
+    if (h->list_failed) {
+        retry_client_job(h);
+        return;
+    }
+    if (!h->listing_done)
+        return;
+    progress_call pc;
+    progress_begin(&pc, h);
+    pair(&pc, "listing_done", "1");
+    progress_ends_job(&pc, h);
+    h->finishing = 1;
+    h->w->n.jobs_done++;
+    if (progress_send(&pc, h, on_job_recorded, h) < 0)
+        h->finishing = 0, h->aborted = 1;
+}
+
+/* ---- start ---------------------------------------------------------------- */
+
+static void on_buried(redisReply *reply, void *ud)
+{
+    (void)reply;
+    release(ud);
+}
+
+/* Moves the held job to the dead letters; the run fails with reason. */
+static void bury(held *h, const char *dead_letter, const char *reason)
+{
+    worker *w = h->w;
+    char dead[KEYS_MAX_LEN], deliveries[KEYS_MAX_LEN], stats[KEYS_MAX_LEN];
+    char run[KEYS_MAX_LEN] = "", active[KEYS_MAX_LEN] = "", now[24];
+    keys_global_key(&w->keys, KEYS_DEAD, dead, sizeof dead);
+    keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
+    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
+    int has_run = h->job.run[0] != '\0';
+    if (has_run) {
+        keys_run_key(&w->keys, h->job.run, run, sizeof run);
+        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, active, sizeof active);
+    } else {   /* the script only touches these when given a run id */
+        snprintf(run, sizeof run, "%s", stats);
+        snprintf(active, sizeof active, "%s", stats);
+    }
+    snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+    const char *argv[] = { w->processing_key, dead, deliveries, stats, run, active,
+                           h->elem, dead_letter, h->job.id, h->job.run, reason, now };
+    size_t lens[12];
+    for (int i = 0; i < 12; i++)
+        lens[i] = strlen(argv[i]);
+    lens[6] = h->elem_len;
+    log_warn("job dead", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
+             LOG_STR("job", h->job.id), LOG_STR("error", reason));
+    h->finishing = 1;
+    if (st_script(w->store, SCRIPT_BURY, 6, 12, argv, lens, on_buried, h) < 0)
+        h->aborted = 1;
+}
+
+/* A dead letter for a job that could not even be parsed keeps the raw text. */
+static void bury_unparseable(held *h, const char *why)
+{
+    char reason[400];
+    snprintf(reason, sizeof reason, "unparseable job: %s", why);
+    cJSON *o = cJSON_CreateObject();
+    char *raw = strndup(h->elem, h->elem_len);
+    char *json = NULL;
+    if (o && raw && cJSON_AddNumberToObject(o, "v", 1) && cJSON_AddStringToObject(o, "raw", raw) &&
+        cJSON_AddStringToObject(o, "last_error", reason))
+        json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(raw);
+    log_warn("job dead", LOG_STR("error", reason));
+    h->w->n.jobs_dead++;
+    bury(h, json ? json : "{\"v\":1,\"last_error\":\"unparseable job\"}", reason);
+    free(json);
+}
+
+static void begin_client_job(held *h, unsigned next_page)
+{
+    h->next_page = next_page > 0 ? next_page : 1;
+    log_info("job started", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
+             LOG_STR("job", h->job.id), LOG_INT("page", h->next_page), LOG_INT("attempt", h->job.attempt));
+    maybe_list_more(h);
+}
+
+static void on_cursor(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    held *h = privdata;
+    unsigned page = 1;
+    if (reply && reply->type == REDIS_REPLY_STRING)
+        page = (unsigned)strtoul(reply->str, NULL, 10);
+    begin_client_job(h, page);   /* no answer: page 1 is safe, just slower */
+}
+
+static void begin_campaign_job(held *h)
+{
+    api_campaign c = { 0 };
+    c.id = strdup(h->job.campaign_id);
+    c.id_len = strlen(h->job.campaign_id);
+    c.json = strdup(h->job.campaign);
+    if (c.id == NULL || c.json == NULL) {
+        free(c.id), free(c.json);
+        h->aborted = 1;
+        return;
+    }
+    submit_sync(h, 0, &c);
+}
+
+static void begin(held *h)
+{
+    worker *w = h->w;
+    h->client = cl_acquire(w, h->job.client);
+    if (h->client == NULL) {
+        h->aborted = 1;
+        return;
+    }
+    if (h->job.type == JOB_CAMPAIGN) {
+        begin_campaign_job(h);
+        return;
+    }
+    char run[KEYS_MAX_LEN];
+    keys_run_key(&w->keys, h->job.run, run, sizeof run);
+    if (rds_commandf(w->redis, on_cursor, h, "HGET %s next_page", run) < 0)
+        begin_client_job(h, 1);
+}
+
+static void on_delivery_counted(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    held *h = privdata;
+    worker *w = h->w;
+    long long n = reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 1;
+    if (n <= (long long)w->cfg.max_deliveries) {
+        begin(h);
+        return;
+    }
+    char reason[64];
+    snprintf(reason, sizeof reason, "poison: delivered %lld times", n);
+    job_set_error(&h->job, reason);
+    w->n.jobs_dead++;
+    if (h->job.type == JOB_CAMPAIGN) {
+        api_campaign c = { .id = h->job.campaign_id, .id_len = strlen(h->job.campaign_id),
+                           .json = h->job.campaign };
+        char *json = job_serialize(&h->job);
+        log_warn("job dead", LOG_STR("client", h->job.client), LOG_STR("job", h->job.id),
+                 LOG_STR("error", reason));
+        record_outcome(h, 0, &c, "dead", json ? json : h->elem, 0);
+        free(json);
+        return;
+    }
+    char *json = job_serialize(&h->job);
+    bury(h, json ? json : h->elem, reason);
+    free(json);
+}
+
+void fl_start(worker *w, char *elem, size_t len)
+{
+    held *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        free(elem);   /* stays in our processing list: handed back at shutdown */
+        return;
+    }
+    h->w = w;
+    h->elem = elem;
+    h->elem_len = len;
+    h->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = h;
+    w->jobs = h;
+    w->njobs++;
+    w->n.jobs_popped++;
+
+    char err[256];
+    if (job_parse(elem, len, &h->job, err, sizeof err) < 0) {
+        bury_unparseable(h, err);
+        return;
+    }
+    char deliveries[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
+    if (rds_commandf(w->redis, on_delivery_counted, h, "HINCRBY %s %s 1", deliveries, h->job.id) < 0)
+        begin(h);
+}
+
+/* ---- release -------------------------------------------------------------- */
+
+static void release(held *h)
+{
+    worker *w = h->w;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        w->jobs = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    w->njobs--;
+    cl_release(h->client);
+    job_clear(&h->job);
+    free(h->elem);
+    free(h->pages);
+    free(h);
+    wk_kick(w);
+}
+
+void fl_free_all(worker *w)
+{
+    while (w->jobs) {
+        held *h = w->jobs;
+        h->client = NULL;   /* clients are freed wholesale by cl_free_all */
+        release(h);
+    }
+}

@@ -1,0 +1,105 @@
+/* adsync-worker: pops sync jobs from Redis and runs them (DESIGN.md §8).
+ *
+ *   adsync-worker [--concurrency N] [--id ID] [--drain]
+ *
+ * Configuration comes from the environment (DESIGN.md §7); flags override.
+ * Exit codes: 0 after a signal or a finished --drain, 64 bad usage, 78 bad
+ * configuration, 1 when it could not start. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "worker.h"
+
+#define EX_USAGE 64
+
+static const char usage[] =
+    "usage: adsync-worker [--concurrency N] [--id ID] [--drain]\n"
+    "  --concurrency N  HTTP requests in flight (overrides ADSYNC_CONCURRENCY)\n"
+    "  --id ID          worker id (default host-pid-random); reuse it after a crash\n"
+    "                   to take back what the crashed process held at once\n"
+    "  --drain          exit 0 once the jobs list, the retry set and own work are empty\n"
+    "Configuration: environment variables, see README.md.\n";
+
+typedef struct options {
+    const char *id;
+    const char *concurrency;
+    int drain;
+} options;
+
+static int parse_args(int argc, char **argv, options *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--drain") == 0) {
+            o->drain = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            exit(0);
+        } else if ((strcmp(a, "--id") == 0 || strcmp(a, "--concurrency") == 0) && i + 1 < argc) {
+            *(a[2] == 'i' ? &o->id : &o->concurrency) = argv[++i];
+        } else {
+            fprintf(stderr, "adsync-worker: unknown or incomplete option '%s'\n%s", a, usage);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Flags win over the environment; they go through the same validation. */
+static int apply_flags(cfg *c, const options *o, char *err, size_t errlen)
+{
+    if (o->concurrency) {
+        char *end;
+        unsigned long n = strtoul(o->concurrency, &end, 10);
+        if (*end != '\0' || end == o->concurrency || n < 1 || n > 4096) {
+            snprintf(err, errlen, "--concurrency: '%.32s' is not an integer from 1 to 4096", o->concurrency);
+            return -1;
+        }
+        c->concurrency = (unsigned)n;
+    }
+    if (o->id && !keys_valid_token(o->id)) {
+        snprintf(err, errlen, "--id: invalid worker id (expected 1-128 of A-Z a-z 0-9 _ . : -)");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options opt = { 0 };
+    if (parse_args(argc, argv, &opt) < 0)
+        return EX_USAGE;
+
+    cfg c;
+    char err[CFG_ERR_LEN];
+    if (cfg_load(&c, NULL, err, sizeof err) < 0 || apply_flags(&c, &opt, err, sizeof err) < 0) {
+        fprintf(stderr, "adsync-worker: %s\n", err);
+        return CFG_EXIT_CONFIG;
+    }
+    log_setup(c.log_level, c.log_format, 2);
+    log_secret_add(c.redis.password);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("curl_global_init failed");
+        return 1;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    static worker w;
+    if (wk_init(&w, &loop, &c, opt.id, opt.drain) < 0) {
+        log_error("could not set up the worker (out of memory?)");
+        return 1;
+    }
+    wk_start(&w);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&loop);
+    if (rc != 0)
+        log_warn("event loop closed with handles left", LOG_STR("error", uv_strerror(rc)));
+    curl_global_cleanup();
+    log_secret_clear();
+    return w.exit_code;
+}

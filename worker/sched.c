@@ -1,0 +1,335 @@
+/* sched: every API call of the worker goes through here (DESIGN.md §6).
+ *
+ * Each client has a FIFO of operations (list a page, sync a campaign).
+ * Clients with queued work sit in a ring served round-robin, one operation
+ * per turn, so a client with 10,000 campaigns and 20 clients with 50 each
+ * share the worker's slots evenly. An operation starts only while the worker
+ * is under ADSYNC_CONCURRENCY and its client under ADSYNC_CLIENT_CONCURRENCY,
+ * and after the shared rate limiter (ratelimit.lua) said go. A client told to
+ * wait leaves the ring with a timer and holds no slot meanwhile.
+ *
+ * 401 → the token is dropped and the call retried once with a new one; 429 →
+ * the whole client cools down (shared through Redis) and the call is retried
+ * later, not counted as a failure. Everything else is the flow's business. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "worker.h"
+
+#define RATE_RETRY_MS 500         /* limiter unreachable: try again */
+#define ST_HIGH_WATER 20000       /* unconfirmed writes before we stop starting work */
+
+/* ---- the ring ------------------------------------------------------------- */
+
+static void ring_add(worker *w, client *c)
+{
+    if (c->in_ring)
+        return;
+    if (w->ring == NULL) {
+        c->ring_next = c->ring_prev = c;
+        w->ring = c;
+    } else {   /* insert before the current head: served last */
+        c->ring_next = w->ring;
+        c->ring_prev = w->ring->ring_prev;
+        c->ring_prev->ring_next = c;
+        w->ring->ring_prev = c;
+    }
+    c->in_ring = 1;
+}
+
+static void ring_remove(worker *w, client *c)
+{
+    if (!c->in_ring)
+        return;
+    if (c->ring_next == c) {
+        w->ring = NULL;
+    } else {
+        c->ring_prev->ring_next = c->ring_next;
+        c->ring_next->ring_prev = c->ring_prev;
+        if (w->ring == c)
+            w->ring = c->ring_next;
+    }
+    c->ring_next = c->ring_prev = NULL;
+    c->in_ring = 0;
+}
+
+/* ---- queues ------------------------------------------------------------- */
+
+static void push_head(client *c, op *o)
+{
+    o->next = c->queue_head;
+    c->queue_head = o;
+    if (c->queue_tail == NULL)
+        c->queue_tail = o;
+    c->queued++;
+}
+
+static op *pop_head(client *c)
+{
+    op *o = c->queue_head;
+    if (o == NULL)
+        return NULL;
+    c->queue_head = o->next;
+    if (c->queue_head == NULL)
+        c->queue_tail = NULL;
+    o->next = NULL;
+    c->queued--;
+    return o;
+}
+
+void sched_submit(worker *w, op *o)
+{
+    client *c = o->client;
+    o->next = NULL;
+    if (c->queue_tail)
+        c->queue_tail->next = o;
+    else
+        c->queue_head = o;
+    c->queue_tail = o;
+    c->queued++;
+    sched_wake(w, c);
+}
+
+void sched_wake(worker *w, client *c)
+{
+    if (c->queued > 0)
+        ring_add(w, c);
+    sched_pump(w);
+}
+
+void sched_client_gone(worker *w, client *c)
+{
+    ring_remove(w, c);
+}
+
+static void finish(op *o, api_verdict v, const http_result *http, const char *error, int aborted)
+{
+    op_result res = { .verdict = v, .aborted = aborted, .http = http };
+    if (error)
+        snprintf(res.error, sizeof res.error, "%s", error);
+    o->done(o, &res);
+}
+
+/* Fails everything a client has queued: its credentials or login failed. */
+static void fail_queue(client *c)
+{
+    api_verdict v = c->failed_permanent ? API_PERMANENT : API_RETRY;
+    op *o;
+    while ((o = pop_head(c)) != NULL)
+        finish(o, v, NULL, c->failure, 0);
+}
+
+void sched_cancel_queued(worker *w)
+{
+    for (client *c = w->clients; c; c = c->next) {
+        op *o;
+        while ((o = pop_head(c)) != NULL)
+            finish(o, API_RETRY, NULL, "shutdown", 1);
+        ring_remove(w, c);
+    }
+}
+
+/* ---- one operation ------------------------------------------------------- */
+
+static void slot_release(worker *w, client *c)
+{
+    c->inflight--;
+    w->inflight--;
+}
+
+static void park(client *c, op *o, uint64_t ms)
+{
+    push_head(c, o);
+    c->parked_until = clock_mono_ms() + ms;
+    ring_remove(c->w, c);
+    cl_arm_timer(c, ms);
+}
+
+static void on_http_done(const http_result *res, void *ud);
+
+static void send_request(worker *w, op *o)
+{
+    client *c = o->client;
+    char url[2048];
+    char *body = NULL;
+    int rc;
+    if (o->kind == OP_LIST)
+        rc = api_list_url(c->base_url, o->page, c->page_size, url, sizeof url);
+    else
+        rc = api_sync_url(c->base_url, o->campaign.id, o->campaign.id_len, url, sizeof url);
+    if (rc == 0 && o->kind == OP_SYNC && (body = api_sync_body(o->campaign.id)) == NULL)
+        rc = -1;
+    http_request_spec spec = {
+        .method = o->kind == OP_LIST ? "GET" : "POST", .url = url, .headers = c->headers,
+        .body = body, .body_len = body ? strlen(body) : 0,
+    };
+    snprintf(o->token_used, sizeof o->token_used, "%s", c->token);
+    if (rc == 0 && w->http)
+        rc = http_submit(w->http, &spec, on_http_done, o);
+    free(body);
+    if (rc < 0) {
+        slot_release(w, c);
+        finish(o, API_RETRY, NULL, "could not start the request", 0);
+    }
+}
+
+static void on_rate_checked(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    op *o = privdata;
+    client *c = o->client;
+    worker *w = c->w;
+    c->pending_io--;
+    slot_release(w, c);
+    if (w->stopping) {
+        finish(o, API_RETRY, NULL, "shutdown", 1);
+    } else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        park(c, o, RATE_RETRY_MS);
+    } else if (reply->integer > 0) {
+        w->n.rate_waits++;
+        park(c, o, (uint64_t)reply->integer);
+    } else {
+        c->inflight++;
+        w->inflight++;
+        send_request(w, o);
+    }
+    sched_wake(w, c);
+}
+
+/* The shared limiter's window is kept a little longer than the platform's,
+ * so requests recorded just inside our window but arriving a few ms later
+ * never land in the platform's next one. */
+static uint64_t padded_window(uint64_t window_ms)
+{
+    uint64_t pad = window_ms / 50;
+    return window_ms + (pad < 10 ? 10 : pad > 1000 ? 1000 : pad);
+}
+
+static void check_rate(worker *w, op *o)
+{
+    client *c = o->client;
+    char rl_key[KEYS_MAX_LEN], cd_key[KEYS_MAX_LEN], limit[24], window[24], member[KEYS_TOKEN_MAX + 24];
+    keys_client_key(&w->keys, c->id, KEYS_CLIENT_RATELIMIT, rl_key, sizeof rl_key);
+    keys_client_key(&w->keys, c->id, KEYS_CLIENT_COOLDOWN, cd_key, sizeof cd_key);
+    snprintf(limit, sizeof limit, "%u", c->rate_limit);
+    snprintf(window, sizeof window, "%llu", (unsigned long long)padded_window(c->rate_window_ms));
+    snprintf(member, sizeof member, "%s:%llu", w->id, (unsigned long long)++w->rate_seq);
+    const char *args[] = { rl_key, cd_key, limit, window, member };
+    if (rds_script(w->redis, SCRIPT_RATELIMIT, on_rate_checked, o, 2, 5, args, NULL) < 0) {
+        slot_release(w, c);
+        park(c, o, RATE_RETRY_MS);
+        return;
+    }
+    c->pending_io++;
+}
+
+static void start(worker *w, client *c, op *o)
+{
+    c->inflight++;
+    w->inflight++;
+    if (c->rate_limit > 0)
+        check_rate(w, o);
+    else
+        send_request(w, o);
+}
+
+/* ---- completion ---------------------------------------------------------- */
+
+static void start_cooldown(worker *w, client *c, unsigned long ms)
+{
+    char key[KEYS_MAX_LEN], px[24];
+    keys_client_key(&w->keys, c->id, KEYS_CLIENT_COOLDOWN, key, sizeof key);
+    snprintf(px, sizeof px, "%lu", ms);
+    const char *argv[] = { "SET", key, "1", "PX", px };
+    rds_command(w->redis, NULL, NULL, 5, argv, NULL);
+    log_warn("rate limited by the platform, cooling down", LOG_STR("client", c->id),
+             LOG_INT("ms", (long long)ms));
+}
+
+static void on_http_done(const http_result *res, void *ud)
+{
+    op *o = ud;
+    client *c = o->client;
+    worker *w = c->w;
+    slot_release(w, c);
+    wk_count_http(w, res);
+    if (res->error == HTTP_ERR_ABORTED) {
+        finish(o, API_RETRY, res, "shutdown", 1);
+        sched_wake(w, c);
+        return;
+    }
+    api_verdict v = api_classify(res->error, res->status);
+    char why[512];
+    api_describe_failure(res, NULL, why, sizeof why);
+    if (v == API_REAUTH && !o->reauthed) {
+        o->reauthed = 1;
+        push_head(c, o);
+        cl_token_rejected(c, o->token_used);
+    } else if (v == API_REAUTH) {
+        finish(o, API_PERMANENT, res, "HTTP 401 after logging in again", 0);
+    } else if (v == API_RATE_LIMITED) {
+        unsigned long ms = api_retry_after_ms(res->retry_after_s, res->body, res->body_len);
+        start_cooldown(w, c, ms);
+        park(c, o, ms);
+    } else {
+        finish(o, v, res, v == API_OK ? NULL : why, 0);
+    }
+    sched_wake(w, c);
+}
+
+/* ---- the pump ------------------------------------------------------------ */
+
+/* 1 if c may start an operation now; otherwise takes it out of the ring and
+ * sets in motion whatever will bring it back. */
+static int ready(worker *w, client *c)
+{
+    if (c->queued == 0 || c->parked_until > clock_mono_ms()) {
+        ring_remove(w, c);
+        return 0;
+    }
+    if (c->state == CL_FAILED && c->failed_permanent) {
+        fail_queue(c);
+        ring_remove(w, c);
+        return 0;
+    }
+    cl_prepare(c);
+    if (c->state == CL_FAILED) {
+        fail_queue(c);
+        ring_remove(w, c);
+        return 0;
+    }
+    if (c->state != CL_READY || c->inflight >= w->cfg.client_concurrency) {
+        ring_remove(w, c);   /* back via sched_wake when that changes */
+        return 0;
+    }
+    return 1;
+}
+
+static int may_start(worker *w)
+{
+    return !w->stopping && w->inflight < w->cfg.concurrency && st_backlog(w->store) < ST_HIGH_WATER;
+}
+
+void sched_pump(worker *w)
+{
+    if (w->pumping) {        /* a completion inside start(): loop once more */
+        w->pump_again = 1;
+        return;
+    }
+    w->pumping = 1;
+    do {
+        w->pump_again = 0;
+        while (w->ring && may_start(w)) {
+            client *c = w->ring;
+            if (!ready(w, c))
+                continue;
+            start(w, c, pop_head(c));
+            if (c->in_ring)
+                w->ring = c->ring_next;   /* next client's turn */
+        }
+    } while (w->pump_again);
+    w->pumping = 0;
+}

@@ -1,0 +1,191 @@
+/* store: the worker's Redis writes (script calls that record progress),
+ * kept in order and replayed until Redis confirms them.
+ *
+ * A write whose reply never came (connection lost, command timeout) may or
+ * may not have run; every script it carries is idempotent (progress.lua moves
+ * campaign states, bury/reap check what they remove), so it is simply sent
+ * again once the connection is back. While Redis is away the HTTP work of
+ * held jobs goes on and its results wait here, in memory; the scheduler stops
+ * starting new work when the backlog passes ST_HIGH_WATER. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+#define ST_WINDOW 512            /* writes in flight on the connection */
+#define ST_ERROR_RETRY_MS 1000
+
+typedef struct write {
+    struct write *next;
+    struct store *store;
+    int script, nkeys, argc;
+    const char **argv;
+    size_t *lens;
+    st_done_fn *done;
+    void *ud;
+    int sent;
+} write;
+
+struct store {
+    worker *w;
+    write *head, *tail;
+    size_t count, inflight;
+    uv_timer_t retry_timer;
+    int error_logged;
+};
+
+static void flush(store *s);
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    flush(t->data);
+}
+
+store *st_new(worker *w)
+{
+    store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->w = w;
+    uv_timer_init(w->loop, &s->retry_timer);
+    s->retry_timer.data = s;
+    return s;
+}
+
+static void free_write(write *wr)
+{
+    free(wr);   /* argv, lens and the strings live in the same block */
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void st_free(store *s)
+{
+    if (s == NULL)
+        return;
+    for (write *wr = s->head, *next; wr; wr = next) {
+        next = wr->next;
+        free_write(wr);
+    }
+    uv_close((uv_handle_t *)&s->retry_timer, on_timer_closed);
+}
+
+size_t st_backlog(const store *s)
+{
+    return s->count;
+}
+
+/* One allocation holds the write, its argv/len arrays and copies of the
+ * arguments: a write is created and freed as one piece. */
+static write *write_new(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens)
+{
+    size_t bytes = sizeof(write) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++)
+        bytes += (lens ? lens[i] : strlen(argv[i])) + 1;
+    write *wr = malloc(bytes);
+    if (wr == NULL)
+        return NULL;
+    memset(wr, 0, sizeof *wr);
+    wr->store = s;
+    wr->script = script;
+    wr->nkeys = nkeys;
+    wr->argc = argc;
+    wr->argv = (const char **)(wr + 1);
+    wr->lens = (size_t *)(wr->argv + argc);
+    char *data = (char *)(wr->lens + argc);
+    for (int i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        memcpy(data, argv[i], n);
+        data[n] = '\0';
+        wr->argv[i] = data;
+        wr->lens[i] = n;
+        data += n + 1;
+    }
+    return wr;
+}
+
+static void unlink_write(store *s, write *wr)
+{
+    write **pp = &s->head, *prev = NULL;
+    while (*pp && *pp != wr) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = wr->next;
+    if (s->tail == wr)
+        s->tail = prev;
+    s->count--;
+}
+
+static void on_reply(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    write *wr = privdata;
+    store *s = wr->store;
+    s->inflight--;
+    wr->sent = 0;
+    if (reply == NULL)
+        return;   /* connection gone: resent by st_on_connected */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* A server-side refusal (OOM under noeviction, a script error):
+         * retrying is the only way not to lose the result. Say so once. */
+        if (!s->error_logged)
+            log_error("redis refused a write, retrying", LOG_STR("error", reply->str));
+        s->error_logged = 1;
+        uv_timer_start(&s->retry_timer, on_retry_timer, ST_ERROR_RETRY_MS, 0);
+        return;
+    }
+    if (s->error_logged)
+        log_info("redis accepts writes again");
+    s->error_logged = 0;
+    unlink_write(s, wr);
+    if (wr->done)
+        wr->done(reply, wr->ud);
+    free_write(wr);
+    flush(s);
+    wk_kick(s->w);
+}
+
+static void flush(store *s)
+{
+    rds *r = s->w->redis;
+    for (write *wr = s->head; wr && s->inflight < ST_WINDOW; wr = wr->next) {
+        if (wr->sent)
+            continue;
+        if (!rds_is_connected(r))
+            return;
+        if (rds_script(r, (size_t)wr->script, on_reply, wr, wr->nkeys, wr->argc, wr->argv, wr->lens) < 0)
+            return;
+        wr->sent = 1;
+        s->inflight++;
+    }
+}
+
+int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+              st_done_fn *done, void *ud)
+{
+    write *wr = write_new(s, script, nkeys, argc, argv, lens);
+    if (wr == NULL)
+        return -1;
+    wr->done = done;
+    wr->ud = ud;
+    if (s->tail)
+        s->tail->next = wr;
+    else
+        s->head = wr;
+    s->tail = wr;
+    s->count++;
+    flush(s);
+    return 0;
+}
+
+void st_on_connected(store *s)
+{
+    flush(s);
+}

@@ -1,0 +1,484 @@
+/* worker: the life of one adsync-worker process (DESIGN.md §5).
+ *
+ * Two Redis connections: `pop` only ever carries BLMOVE (a blocking command
+ * stalls everything behind it), `redis` carries everything else. Jobs are
+ * popped while we hold fewer than ADSYNC_MAX_JOBS. Timers keep the heartbeat
+ * alive, reap workers whose heartbeat expired, promote due retries and,
+ * with --drain, notice when there is nothing left to do.
+ *
+ * Shutdown (SIGTERM/SIGINT, or --drain finding no work) goes in two steps:
+ * stop taking work and let requests in flight finish within
+ * ADSYNC_SHUTDOWN_GRACE_MS (a second signal cuts that to 0), then, once every
+ * recorded result is confirmed by Redis, hand whatever is still held back to
+ * the queue (reap.lua "graceful"), deregister and close. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "scripts.h"
+#include "worker.h"
+
+#define POP_TIMEOUT_S 1
+#define POP_PIPELINE 8
+#define PROMOTE_MS 250
+#define PROMOTE_BATCH 200
+#define HOUSEKEEPING_MS 200
+#define FINAL_WRITE_WAIT_MS 3000
+
+static const char *const script_table[SCRIPT_COUNT] = {
+    [SCRIPT_PROGRESS] = script_progress, [SCRIPT_RATELIMIT] = script_ratelimit,
+    [SCRIPT_PROMOTE] = script_promote,   [SCRIPT_REAP] = script_reap,
+    [SCRIPT_BURY] = script_bury,         [SCRIPT_CAD] = script_cad,
+};
+
+static void pop_more(worker *w);
+static void stop_step(worker *w);
+
+/* ---- counters -------------------------------------------------------------- */
+
+static const uint64_t duration_bounds_ms[] = { 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
+
+void wk_count_http(worker *w, const http_result *res)
+{
+    wk_counters *n = &w->n;
+    n->http_requests++;
+    if (res->error == HTTP_ERR_TIMEOUT)
+        n->http_timeouts++;
+    else if (res->error != HTTP_OK)
+        n->http_errors++;
+    else if (res->status == 429)
+        n->http_429++;
+    else if (res->status >= 500)
+        n->http_5xx++;
+    else if (res->status >= 400)
+        n->http_4xx++;
+    else
+        n->http_2xx++;
+    n->http_ms_sum += res->duration_ms;
+    size_t b = 0;
+    while (b < sizeof duration_bounds_ms / sizeof duration_bounds_ms[0] && res->duration_ms > duration_bounds_ms[b])
+        b++;
+    n->http_ms_buckets[b]++;
+}
+
+/* Adds what changed since the last flush to <prefix>:stats. */
+static void flush_stats(worker *w)
+{
+    static const struct { const char *name; size_t off; } fields[] = {
+#define F(x) { #x, offsetof(wk_counters, x) }
+        F(http_requests), F(http_429), F(http_5xx), F(http_timeouts), F(auth_requests),
+        F(rate_waits), F(token_refreshes), F(redis_reconnects),
+#undef F
+    };
+    char stats[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        uint64_t *now = (uint64_t *)((char *)&w->n + fields[i].off);
+        uint64_t *done = (uint64_t *)((char *)&w->flushed + fields[i].off);
+        if (*now == *done)
+            continue;
+        if (rds_commandf(w->redis, NULL, NULL, "HINCRBY %s %s %llu", stats, fields[i].name,
+                         (unsigned long long)(*now - *done)) == 0)
+            *done = *now;
+    }
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void heartbeat(worker *w)
+{
+    char json[512], ttl[24];
+    snprintf(json, sizeof json,
+             "{\"host\":\"%s\",\"pid\":%d,\"started_at\":%llu,\"heartbeat_at\":%llu,\"inflight\":%u,\"jobs\":%zu}",
+             w->host, (int)getpid(), (unsigned long long)w->started_at,
+             (unsigned long long)clock_wall_ms(), w->inflight, w->njobs);
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)w->cfg.lease_ms);
+    const char *argv[] = { "SET", w->heartbeat_key, json, "PX", ttl };
+    rds_command(w->redis, NULL, NULL, 5, argv, NULL);
+    flush_stats(w);
+}
+
+static void on_heartbeat_timer(uv_timer_t *t)
+{
+    heartbeat(t->data);
+}
+
+static void reap_worker(worker *w, const char *wid, const char *mode, rds_reply_fn *cb)
+{
+    char hb[KEYS_MAX_LEN], proc[KEYS_MAX_LEN], workers[KEYS_MAX_LEN], jobs[KEYS_MAX_LEN];
+    char stats[KEYS_MAX_LEN], deliveries[KEYS_MAX_LEN];
+    if (keys_worker_key(&w->keys, wid, hb, sizeof hb) < 0 ||
+        keys_processing_key(&w->keys, wid, proc, sizeof proc) < 0)
+        return;   /* a malformed id in the set: not one of ours to touch */
+    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
+    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
+    keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
+    const char *args[] = { hb, proc, workers, jobs, stats, deliveries, wid, mode };
+    rds_script(w->redis, SCRIPT_REAP, cb, w, 6, 8, args, NULL);
+}
+
+static void on_reaped(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+        w->n.jobs_recovered += (uint64_t)reply->integer;
+        log_warn("recovered jobs of a dead worker", LOG_INT("jobs", reply->integer));
+    }
+}
+
+static void on_workers(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type == REDIS_REPLY_STRING && strcmp(e->str, w->id) != 0)
+            reap_worker(w, e->str, "dead", on_reaped);
+    }
+}
+
+static void on_reaper_timer(uv_timer_t *t)
+{
+    worker *w = t->data;
+    char workers[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
+    rds_commandf(w->redis, on_workers, w, "SMEMBERS %s", workers);
+}
+
+static void promote(worker *w);
+
+static void on_promoted(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= PROMOTE_BATCH)
+        promote(w);   /* more are due: keep going */
+}
+
+static void promote(worker *w)
+{
+    char retry[KEYS_MAX_LEN], jobs[KEYS_MAX_LEN], batch[16];
+    keys_global_key(&w->keys, KEYS_RETRY, retry, sizeof retry);
+    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    snprintf(batch, sizeof batch, "%d", PROMOTE_BATCH);
+    const char *args[] = { retry, jobs, batch };
+    rds_script(w->redis, SCRIPT_PROMOTE, on_promoted, w, 2, 3, args, NULL);
+}
+
+static void on_promote_timer(uv_timer_t *t)
+{
+    promote(t->data);
+}
+
+/* --drain: stop once the queue, the retry set and our own work are empty. */
+static void on_drain_check(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || w->stopping)
+        return;
+    if (reply->element[0]->integer == 0 && reply->element[1]->integer == 0 && w->njobs == 0) {
+        log_info("drained: no jobs left, stopping");
+        w->stopping = 1;
+        stop_step(w);
+    }
+}
+
+static void check_drained(worker *w)
+{
+    if (!w->drain || w->stopping || w->njobs > 0 || st_backlog(w->store) > 0 || !rds_is_connected(w->redis))
+        return;
+    char jobs[KEYS_MAX_LEN], retry[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    keys_global_key(&w->keys, KEYS_RETRY, retry, sizeof retry);
+    /* One script-free round trip: EVAL would do, but a MULTI keeps it plain. */
+    rds_commandf(w->redis, NULL, NULL, "MULTI");
+    rds_commandf(w->redis, NULL, NULL, "LLEN %s", jobs);
+    rds_commandf(w->redis, NULL, NULL, "ZCARD %s", retry);
+    rds_commandf(w->redis, on_drain_check, w, "EXEC");
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    worker *w = t->data;
+    if (w->stopping)
+        stop_step(w);
+    else
+        check_drained(w);
+    pop_more(w);
+}
+
+/* ---- popping ----------------------------------------------------------------- */
+
+static void on_popped(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    w->pops_pending--;
+    if (reply && reply->type == REDIS_REPLY_STRING && !w->stopping) {
+        char *elem = malloc(reply->len + 1);
+        if (elem) {
+            memcpy(elem, reply->str, reply->len);
+            elem[reply->len] = '\0';
+            fl_start(w, elem, reply->len);
+        }
+    }
+    /* While stopping, an element that still arrived sits in our processing
+     * list and is handed back with the rest. */
+    pop_more(w);
+}
+
+static void pop_more(worker *w)
+{
+    if (w->stopping || !w->registered || w->pop == NULL || !rds_is_connected(w->pop))
+        return;
+    char jobs[KEYS_MAX_LEN], timeout[8];
+    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    snprintf(timeout, sizeof timeout, "%d", POP_TIMEOUT_S);
+    while (w->pops_pending < POP_PIPELINE && w->njobs + w->pops_pending < w->cfg.max_jobs &&
+           st_backlog(w->store) < 1000) {
+        const char *argv[] = { "BLMOVE", jobs, w->processing_key, "RIGHT", "LEFT", timeout };
+        if (rds_command(w->pop, on_popped, w, 6, argv, NULL) < 0)
+            return;
+        w->pops_pending++;
+    }
+}
+
+void wk_kick(worker *w)
+{
+    if (w->closed)
+        return;
+    if (w->stopping)
+        stop_step(w);
+    else
+        pop_more(w);
+}
+
+/* ---- Redis connection state ------------------------------------------------- */
+
+static void on_registered(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    (void)reply;
+    worker *w = privdata;
+    heartbeat(w);
+    uint64_t lease = w->cfg.lease_ms;
+    uv_timer_start(&w->heartbeat_timer, on_heartbeat_timer, lease / 3, lease / 3);
+    uv_timer_start(&w->reaper_timer, on_reaper_timer, lease / 2, lease / 2);
+    uv_timer_start(&w->promote_timer, on_promote_timer, 0, PROMOTE_MS);
+    log_info("worker registered", LOG_STR("worker", w->id));
+    w->registered = 1;
+    pop_more(w);
+}
+
+/* At first connect: take back what a crashed process with our id held,
+ * then register. */
+static void register_worker(worker *w)
+{
+    char workers[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
+    reap_worker(w, w->id, "own", NULL);
+    rds_commandf(w->redis, on_registered, w, "SADD %s %s", workers, w->id);
+}
+
+static void on_redis_state(rds *r, int connected, const char *reason, void *ud)
+{
+    worker *w = ud;
+    const char *which = r == w->pop ? "pop" : "main";
+    if (!connected) {
+        log_warn("redis connection lost", LOG_STR("connection", which), LOG_STR("reason", reason));
+        return;
+    }
+    log_info("redis connected", LOG_STR("connection", which));
+    if (r == w->pop) {
+        pop_more(w);
+        return;
+    }
+    if (rds_reconnects(r) == 0)
+        register_worker(w);
+    else
+        w->n.redis_reconnects++, heartbeat(w);
+    st_on_connected(w->store);
+    sched_pump(w);
+}
+
+/* ---- shutdown ---------------------------------------------------------------- */
+
+static void close_all(worker *w)
+{
+    if (w->closed)
+        return;
+    w->closed = 1;
+    uv_handle_t *handles[] = {
+        (uv_handle_t *)&w->heartbeat_timer, (uv_handle_t *)&w->reaper_timer,
+        (uv_handle_t *)&w->promote_timer,   (uv_handle_t *)&w->housekeeping_timer,
+        (uv_handle_t *)&w->grace_timer,     (uv_handle_t *)&w->sigterm,
+        (uv_handle_t *)&w->sigint,
+    };
+    for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
+        if (!uv_is_closing(handles[i]))
+            uv_close(handles[i], NULL);
+    fl_free_all(w);
+    cl_free_all(w);
+    http_client_free(w->http);
+    w->http = NULL;
+    st_free(w->store);
+    w->store = NULL;
+    rds_close(w->pop);
+    w->pop = NULL;
+    rds_close(w->redis);
+    w->redis = NULL;
+}
+
+static void on_handed_back(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        log_info("stopped", LOG_STR("worker", w->id), LOG_INT("jobs_handed_back", reply->integer));
+    else
+        log_warn("stopped without handing jobs back; another worker's reaper will",
+                 LOG_STR("worker", w->id));
+    close_all(w);
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+    worker *w = t->data;
+    if (w->stopping == 1 && w->inflight > 0) {
+        log_warn("shutdown grace over, aborting requests in flight", LOG_INT("inflight", w->inflight));
+        http_client_free(w->http);   /* aborted callbacks run before it returns */
+        w->http = NULL;
+    }
+    stop_step(w);
+}
+
+/* Advances the shutdown as far as it can go now; called whenever work ends. */
+static void stop_step(worker *w)
+{
+    if (w->closed)
+        return;
+    if (w->stopping == 1) {
+        if (w->inflight > 0)
+            return;
+        w->stopping = 2;
+        uv_timer_start(&w->grace_timer, on_grace_over, FINAL_WRITE_WAIT_MS, 0);
+    }
+    if (w->stopping == 2) {
+        int writes_pending = w->store && st_backlog(w->store) > 0;
+        int redis_up = w->redis && rds_is_connected(w->redis);
+        if (writes_pending && redis_up && uv_timer_get_due_in(&w->grace_timer) > 0)
+            return;   /* let recorded results land first */
+        w->stopping = 3;
+        uv_timer_stop(&w->grace_timer);
+        if (redis_up) {
+            reap_worker(w, w->id, "graceful", on_handed_back);
+            return;
+        }
+        on_handed_back(NULL, NULL, w);
+    }
+}
+
+static void begin_stop(worker *w, uint64_t grace_ms)
+{
+    if (w->stopping == 0) {
+        w->stopping = 1;
+        log_info("stopping: finishing requests in flight", LOG_INT("grace_ms", (long long)grace_ms),
+                 LOG_INT("inflight", w->inflight), LOG_INT("jobs", (long long)w->njobs));
+        rds_close(w->pop);
+        w->pop = NULL;
+        sched_cancel_queued(w);
+    }
+    if (w->stopping == 1)
+        uv_timer_start(&w->grace_timer, on_grace_over, grace_ms, 0);
+    stop_step(w);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    worker *w = s->data;
+    int again = w->stopping != 0;
+    log_info(again ? "second signal: no more grace" : "signal received", LOG_INT("signal", signum));
+    begin_stop(w, again ? 0 : w->cfg.shutdown_grace_ms);
+}
+
+/* ---- setup -------------------------------------------------------------------- */
+
+static void make_id(worker *w, const char *id)
+{
+    if (gethostname(w->host, sizeof w->host) != 0)
+        snprintf(w->host, sizeof w->host, "unknown");
+    w->host[sizeof w->host - 1] = '\0';
+    if (id) {
+        snprintf(w->id, sizeof w->id, "%s", id);
+        return;
+    }
+    char rnd[JOB_ID_LEN + 1], host[64];
+    job_make_id(rnd);
+    size_t n = 0;
+    for (const char *p = w->host; *p && n < sizeof host - 1; p++)   /* keep it a valid token */
+        host[n++] = keys_valid_token((char[]){ *p, 0 }) ? *p : '-';
+    host[n] = '\0';
+    snprintf(w->id, sizeof w->id, "%s-%d-%.6s", n ? host : "host", (int)getpid(), rnd);
+}
+
+static int open_connections(worker *w)
+{
+    rds_options main_opt = {
+        .url = &w->cfg.redis, .name = "main", .command_timeout_ms = 10000,
+        .scripts = script_table, .nscripts = SCRIPT_COUNT, .on_state = on_redis_state, .ud = w,
+    };
+    rds_options pop_opt = {
+        .url = &w->cfg.redis, .name = "pop", .command_timeout_ms = POP_TIMEOUT_S * 1000 * (POP_PIPELINE + 1) + 5000,
+        .on_state = on_redis_state, .ud = w,
+    };
+    http_options hopt = {
+        .connect_timeout_ms = w->cfg.connect_timeout_ms, .timeout_ms = w->cfg.http_timeout_ms,
+        .max_body_bytes = w->cfg.max_body_bytes, .max_connections = (long)w->cfg.concurrency,
+    };
+    w->redis = rds_new(w->loop, &main_opt);
+    w->pop = rds_new(w->loop, &pop_opt);
+    w->http = http_client_new(w->loop, &hopt);
+    w->store = st_new(w);
+    return w->redis && w->pop && w->http && w->store ? 0 : -1;
+}
+
+int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const char *id, int drain)
+{
+    memset(w, 0, sizeof *w);
+    w->loop = loop;
+    w->cfg = *c;
+    w->drain = drain;
+    w->started_at = clock_wall_ms();
+    keys_init(&w->keys, c->prefix);
+    make_id(w, id);
+    keys_processing_key(&w->keys, w->id, w->processing_key, sizeof w->processing_key);
+    keys_worker_key(&w->keys, w->id, w->heartbeat_key, sizeof w->heartbeat_key);
+
+    uv_timer_t *timers[] = { &w->heartbeat_timer, &w->reaper_timer, &w->promote_timer,
+                             &w->housekeeping_timer, &w->grace_timer };
+    for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
+        uv_timer_init(loop, timers[i]);
+        timers[i]->data = w;
+    }
+    uv_signal_init(loop, &w->sigterm);
+    uv_signal_init(loop, &w->sigint);
+    w->sigterm.data = w->sigint.data = w;
+    return open_connections(w);
+}
+
+void wk_start(worker *w)
+{
+    uv_signal_start(&w->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&w->sigint, on_signal, SIGINT);
+    uv_timer_start(&w->housekeeping_timer, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+    log_info("worker starting", LOG_STR("worker", w->id), LOG_INT("concurrency", w->cfg.concurrency),
+             LOG_INT("max_jobs", w->cfg.max_jobs), LOG_INT("drain", w->drain));
+}

@@ -1,0 +1,221 @@
+/* worker.h: the pieces of adsync-worker and how they share state.
+ *
+ * One process is one libuv loop (DESIGN.md §5, §6):
+ *
+ *   worker.c  process life: Redis connections, popping jobs, heartbeat,
+ *             reaper, retry promotion, --drain, graceful shutdown
+ *   flow.c    what a job does: list pages, sync campaigns, record outcomes
+ *   sched.c   API calls: per-client queues served round-robin under the
+ *             worker, client and shared rate limits; 401 and 429 handling
+ *   client.c  per-client state: credentials, shared token, headers
+ *   store.c   ordered, replayable Redis script writes that survive outages
+ *
+ * These files are one program, so they share the structs below; nothing
+ * outside worker/ sees them. */
+#ifndef ADSYNC_WORKER_H
+#define ADSYNC_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "api.h"
+#include "cfg.h"
+#include "http.h"
+#include "job.h"
+#include "keys.h"
+#include "rds.h"
+
+typedef struct worker worker;
+typedef struct client client;
+typedef struct op op;
+typedef struct held held;
+typedef struct store store;
+
+/* Indices into the script table given to rds (worker.c). */
+enum {
+    SCRIPT_PROGRESS,
+    SCRIPT_RATELIMIT,
+    SCRIPT_PROMOTE,
+    SCRIPT_REAP,
+    SCRIPT_BURY,
+    SCRIPT_CAD,
+    SCRIPT_COUNT
+};
+
+/* Counters flushed to <prefix>:stats and exported as metrics. */
+typedef struct wk_counters {
+    uint64_t http_requests, http_2xx, http_4xx, http_5xx, http_429, http_timeouts, http_errors;
+    uint64_t auth_requests, rate_waits, token_refreshes;
+    uint64_t campaigns_synced, campaigns_retried, campaigns_dead, campaigns_invalid;
+    uint64_t jobs_done, jobs_retried, jobs_dead, jobs_recovered, jobs_popped;
+    uint64_t redis_reconnects;
+    uint64_t http_ms_sum, http_ms_buckets[12];
+} wk_counters;
+
+struct worker {
+    uv_loop_t *loop;
+    cfg cfg;
+    keys keys;
+    char id[KEYS_TOKEN_MAX + 1];
+    char host[128];
+    int drain;
+    int registered;          /* own leftovers taken back: popping may start */
+    uint64_t started_at;
+
+    rds *redis;              /* every command but the blocking pop */
+    rds *pop;                /* BLMOVE only */
+    http_client *http;
+    store *store;
+
+    client *clients;         /* registry: clients some held job uses */
+    held *jobs;              /* jobs held (in our processing list) */
+    size_t njobs;
+    unsigned pops_pending;
+    client *ring;            /* sched.c: clients with queued work, served round-robin */
+    unsigned inflight;       /* sched.c: HTTP requests + rate checks in flight */
+    int pumping, pump_again;
+
+    uv_timer_t heartbeat_timer, reaper_timer, promote_timer, housekeeping_timer, grace_timer;
+    uv_signal_t sigterm, sigint;
+    int stopping;            /* 1: draining in-flight work; 2: handing jobs back */
+    int exit_code;
+    int closed;
+
+    wk_counters n;           /* totals since start */
+    wk_counters flushed;     /* part of n already added to <prefix>:stats */
+    uint64_t rate_seq;       /* unique suffix for rate-limit log members */
+    char processing_key[KEYS_MAX_LEN];
+    char heartbeat_key[KEYS_MAX_LEN];
+};
+
+/* ---- worker.c ------------------------------------------------------------ */
+int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const char *id, int drain);
+void wk_start(worker *w);
+/* Called when work finished somewhere, so popping/draining can move on. */
+void wk_kick(worker *w);
+void wk_count_http(worker *w, const http_result *res);
+
+/* ---- store.c: ordered script writes that survive Redis outages ---------- */
+/* done gets the reply (never NULL: transport failures are retried until the
+ * write lands); an error reply is retried with backoff too. ud is the
+ * caller's. */
+typedef void st_done_fn(redisReply *reply, void *ud);
+store *st_new(worker *w);
+void st_free(store *s);
+/* Queues one script call; every string is copied. argv = KEYS then ARGV. */
+int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+              st_done_fn *done, void *ud);
+size_t st_backlog(const store *s);       /* writes not yet confirmed */
+void st_on_connected(store *s);          /* resend what is unconfirmed */
+
+/* ---- client.c ---------------------------------------------------------- */
+typedef enum { CL_LOADING, CL_NEED_TOKEN, CL_AUTHING, CL_READY, CL_FAILED } cl_state;
+
+struct client {
+    client *next;            /* registry */
+    worker *w;
+    char id[KEYS_ID_MAX + 1];
+    unsigned refs;           /* held jobs using it */
+    unsigned pending_io;     /* Redis/HTTP callbacks that still point here */
+
+    char email[256];
+    char password[256];      /* secret */
+    char base_url[1024];
+    unsigned rate_limit, page_size;
+    uint64_t rate_window_ms;
+
+    cl_state state;
+    int failed_permanent;    /* CL_FAILED: retryable (auth outage) or not (no credentials) */
+    char failure[256];
+    uint64_t failed_at;
+    char token[API_TOKEN_MAX];
+    uint64_t token_recheck_at;  /* mono ms: re-read the shared token after this */
+    http_headers *headers;
+    uv_timer_t timer;        /* token wait, rate wait, cooldown */
+    int timer_armed;
+
+    /* sched.c */
+    op *queue_head, *queue_tail;
+    size_t queued;
+    unsigned inflight;       /* HTTP in flight + rate checks in flight */
+    uint64_t parked_until;   /* mono ms: waiting for the rate window/cooldown */
+    client *ring_prev, *ring_next;
+    int in_ring;
+};
+
+client *cl_acquire(worker *w, const char *id);   /* +1 ref; loads on first use */
+void cl_release(client *c);                      /* -1 ref; freed when unused and idle */
+/* Makes the client usable: credentials and a token. sched_pump is called
+ * when the state changes. */
+void cl_prepare(client *c);
+/* A 401 came back for a request sent with token: forget it everywhere. */
+void cl_token_rejected(client *c, const char *token);
+void cl_arm_timer(client *c, uint64_t ms);
+void cl_free_all(worker *w);
+
+/* ---- sched.c ----------------------------------------------------------- */
+typedef enum { OP_LIST, OP_SYNC } op_kind;
+
+/* The result of an API call as the flow sees it. */
+typedef struct op_result {
+    api_verdict verdict;     /* API_OK, API_RETRY or API_PERMANENT */
+    int aborted;             /* shutdown: no outcome, the job goes back whole */
+    const http_result *http; /* NULL when no request was made (client failed) */
+    char error[512];         /* set unless API_OK */
+    unsigned long retry_after_ms;
+} op_result;
+
+typedef void op_done_fn(op *o, const op_result *res);
+
+struct op {
+    op *next;
+    op_kind kind;
+    client *client;
+    held *owner;
+    op_done_fn *done;
+    unsigned page;           /* OP_LIST: page to fetch; OP_SYNC: page it was listed on */
+    api_campaign campaign;   /* OP_SYNC: owned */
+    int reauthed;            /* already retried once after a 401 */
+    char token_used[API_TOKEN_MAX];
+};
+
+void sched_submit(worker *w, op *o);   /* queues at the tail */
+void sched_pump(worker *w);            /* starts what limits allow */
+void sched_client_gone(worker *w, client *c);
+/* Puts a client back in the rotation after its state changed. */
+void sched_wake(worker *w, client *c);
+/* Shutdown: abort queued ops (their done runs with API_RETRY "shutdown"). */
+void sched_cancel_queued(worker *w);
+
+/* ---- flow.c ------------------------------------------------------------ */
+/* A job popped from the queue and held until its outcome is written. */
+struct held {
+    held *next, *prev;
+    worker *w;
+    job job;
+    char *elem;              /* the element exactly as popped (for LREM) */
+    size_t elem_len;
+    client *client;
+
+    /* client jobs */
+    unsigned next_page;      /* next page to request */
+    int list_pending;        /* a list op queued or in flight */
+    int listing_done;
+    int list_failed;
+    char list_error[512];
+    unsigned long retry_after_ms;
+    unsigned pages_seen;
+    struct page_left { unsigned page; size_t left; } *pages;   /* outstanding pages, oldest first */
+    size_t npages, pages_cap;
+    size_t syncs_open;       /* sync ops not yet recorded */
+    int finishing;
+    int aborted;             /* some work was cut by shutdown: hand the job back */
+};
+
+/* Takes ownership of elem (malloc'd). Validates, counts the delivery and
+ * starts the job, or buries it. */
+void fl_start(worker *w, char *elem, size_t len);
+void fl_free_all(worker *w);
+
+#endif
