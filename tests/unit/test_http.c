@@ -412,6 +412,7 @@ static void test_get_and_post_round_trip(void **state)
     assert_string_equal(cap.body, "{\"method\":\"GET\",\"client_id\":\"abc-123\",\"expect\":\"\",\"body\":\"\"}");
     assert_int_equal(cap.body_len, cap.body_strlen);
     assert_int_equal(cap.retry_after_s, 0);
+    assert_string_equal(cap.detail, "");
 
     fetch(&f, "POST", "/ok", h, "{\"n\":1}", &cap);
     assert_int_equal(cap.status, 200);
@@ -623,7 +624,7 @@ static void test_queue_beyond_max_connections(void **state)
     fixture f;
     fixture_open(&f, &opt);
     enum { N = 20 };
-    capture caps[N];
+    static capture caps[N];
     memset(caps, 0, sizeof caps);
     int before = atomic_load(&srv.connections);
     for (int i = 0; i < N; i++)
