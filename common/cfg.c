@@ -73,7 +73,7 @@ int cfg_get_u64(const cfg_env *env, const char *name, int required, uint64_t def
 int cfg_get_unsigned(const cfg_env *env, const char *name, int required, unsigned def,
                      unsigned min, unsigned max, unsigned *out, char *err, size_t errlen)
 {
-    uint64_t v;
+    uint64_t v = 0;
     if (cfg_get_u64(env, name, required, def, min, max, &v, err, errlen) < 0)
         return -1;
     *out = (unsigned)v;

@@ -129,7 +129,7 @@ static int parse_fields(const cJSON *root, job *j, char *err, size_t errlen)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "v");
     if (!cJSON_IsNumber(v) || v->valuedouble != 1)
         return fail(err, errlen, "unsupported version (expected \"v\":1)");
-    uint64_t attempt;
+    uint64_t attempt = 0;
     if (parse_type(root, j, err, errlen) < 0 ||
         take_id(root, "id", keys_valid_token, j->id, sizeof j->id, err, errlen) < 0 ||
         take_id(root, "client", keys_valid_client_id, j->client, sizeof j->client, err, errlen) < 0 ||

@@ -55,7 +55,7 @@ static void set_state(client *c, cl_state s)
 
 static void fail(client *c, int permanent, const char *why)
 {
-    snprintf(c->failure, sizeof c->failure, "%s", why);
+    snprintf(c->failure, sizeof c->failure, "%.255s", why);   /* failure[256] */
     c->failed_permanent = permanent;
     c->failed_at = clock_mono_ms();
     log_warn("client unusable", LOG_STR("client", c->id), LOG_STR("error", why),
