@@ -62,7 +62,7 @@ struct rds {
     uv_loop_t *loop;
     cfg_redis_url url;
     char host[sizeof ((cfg_redis_url *)0)->host];  /* url.host without IPv6 brackets */
-    char name[32];
+    char name[32];               /* opt->name, for a debugger; the owner logs */
     uint64_t connect_timeout_ms;
     uint64_t command_timeout_ms;
     uint64_t reconnect_min_ms;
@@ -266,6 +266,8 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
     rds *r = privdata;
     if (r->ac != ac)
         return;            /* NULL from a context we already dropped */
+    if (r->hs_error[0])
+        return;            /* half-sent handshake: the watchdog drops it */
     if (reply == NULL) {
         ctx_lost(r, ac);
         return;
@@ -305,8 +307,9 @@ static int hs_send_select(rds *r)
     return hs_send(r, 2, (const char *[]){ "SELECT", db }, NULL);
 }
 
-/* Pipelines the whole handshake; the final PING means "READY" only comes
- * after a round trip, whatever else was needed. */
+/* Pipelines the whole handshake. The final PING makes READY always arrive in
+ * a reply callback, never inside onConnect(OK), where an owner calling
+ * rds_close from on_state would free the context under hiredis's feet. */
 static int hs_send_all(rds *r)
 {
     r->hs_sent = r->hs_done = 0;

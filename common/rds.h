@@ -60,7 +60,9 @@ size_t rds_pending(const rds *r);        /* commands sent, reply not yet seen */
 void *rds_userdata(const rds *r);        /* opt->ud */
 
 /* Sends a command (binary-safe). argv/argvlen are borrowed for the call only
- * (hiredis copies); argvlen NULL means strlen. See the contract above. */
+ * (hiredis copies); argvlen NULL means strlen. See the contract above.
+ * SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE and MONITOR return -1
+ * here and in rds_commandf: their replies cannot map to one callback. */
 int rds_command(rds *r, rds_reply_fn *cb, void *privdata, int argc, const char **argv,
                 const size_t *argvlen);
 
