@@ -111,17 +111,10 @@ static int progress_send(progress_call *pc, held *h, st_done_fn *done, void *ud)
 
 /* ---- outcomes of one campaign ---------------------------------------------- */
 
-typedef struct outcome_ctx {
-    held *h;
-    int ends_job;
-} outcome_ctx;
-
 static void on_outcome_recorded(redisReply *reply, void *ud)
 {
     (void)reply;
-    outcome_ctx *oc = ud;
-    held *h = oc->h;
-    free(oc);
+    held *h = ud;
     if (h->job.type == JOB_CAMPAIGN) {
         release(h);
         return;
@@ -168,7 +161,6 @@ static char *campaign_job_json(held *h, const api_campaign *c, unsigned attempt,
 static void record_outcome(held *h, unsigned page, const api_campaign *c, const char *outcome,
                            const char *payload, uint64_t due_ms)
 {
-    worker *w = h->w;
     progress_call pc;
     if (h->job.type == JOB_CLIENT)
         page_done_one(h, page);
@@ -183,14 +175,10 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, const 
     }
     if (h->job.type == JOB_CAMPAIGN)
         progress_ends_job(&pc, h);
-    outcome_ctx *oc = malloc(sizeof *oc);
-    if (oc == NULL || (oc->h = h, progress_send(&pc, h, on_outcome_recorded, oc)) < 0) {
-        free(oc);
+    if (progress_send(&pc, h, on_outcome_recorded, h) < 0) {
         log_error("out of memory recording an outcome", LOG_STR("client", h->job.client));
         h->aborted = 1;
-        return;
     }
-    (void)w;
 }
 
 static void campaign_failed(held *h, unsigned page, const api_campaign *c, const char *error,
@@ -453,6 +441,16 @@ static void on_job_recorded(redisReply *reply, void *ud)
 
 static void bury(held *h, const char *dead_letter, const char *reason);
 
+/* The write that ends a client job; it is released when Redis confirms. */
+static void send_job_end(held *h, progress_call *pc)
+{
+    h->finishing = 1;
+    if (progress_send(pc, h, on_job_recorded, h) < 0) {
+        h->finishing = 0;
+        h->aborted = 1;
+    }
+}
+
 static void retry_client_job(held *h)
 {
     worker *w = h->w;
@@ -489,9 +487,7 @@ static void retry_client_job(held *h)
     w->n.jobs_retried++;
     log_info("client job will be retried", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_INT("attempt", attempt), LOG_INT("page", cursor_of(h)));
-    h->finishing = 1;
-    if (progress_send(&pc, h, on_job_recorded, h) < 0)
-        h->finishing = 0, h->aborted = 1;
+    send_job_end(h, &pc);
     free(json);
 }
 
@@ -509,10 +505,8 @@ static void maybe_finish(held *h)
     progress_begin(&pc, h);
     pair(&pc, "listing_done", "1");
     progress_ends_job(&pc, h);
-    h->finishing = 1;
     h->w->n.jobs_done++;
-    if (progress_send(&pc, h, on_job_recorded, h) < 0)
-        h->finishing = 0, h->aborted = 1;
+    send_job_end(h, &pc);
 }
 
 /* ---- start ---------------------------------------------------------------- */
