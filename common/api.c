@@ -3,21 +3,12 @@
 #include "api.h"
 
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "job.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 api_verdict api_classify(http_error error, long status)
 {
@@ -48,17 +39,17 @@ void api_describe_failure(const http_result *res, const char *parse_error, char 
 static cJSON *parse_object(const char *body, size_t len, char *err, size_t errlen)
 {
     if (body == NULL || len == 0) {
-        fail(err, errlen, "empty body");
+        errbuf_set(err, errlen, "empty body");
         return NULL;
     }
     cJSON *root = cJSON_ParseWithLength(body, len);
     if (root == NULL) {
-        fail(err, errlen, "not JSON");
+        errbuf_set(err, errlen, "not JSON");
         return NULL;
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        fail(err, errlen, "not a JSON object");
+        errbuf_set(err, errlen, "not a JSON object");
         return NULL;
     }
     return root;
@@ -74,11 +65,11 @@ int api_parse_token(const char *body, size_t len, char *token, size_t toklen, lo
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
     if (!cJSON_IsString(tok) || tok->valuestring[0] == '\0')
-        fail(err, errlen, "no access_token");
+        errbuf_set(err, errlen, "no access_token");
     else if (strlen(tok->valuestring) >= toklen || strpbrk(tok->valuestring, "\r\n"))
-        fail(err, errlen, "unusable access_token");
+        errbuf_set(err, errlen, "unusable access_token");
     else if (!cJSON_IsNumber(exp) || exp->valuedouble < 1 || exp->valuedouble > 1e8)
-        fail(err, errlen, "expires_in missing or out of range");
+        errbuf_set(err, errlen, "expires_in missing or out of range");
     else {
         memcpy(token, tok->valuestring, strlen(tok->valuestring) + 1);
         *expires_in = (long)exp->valuedouble;
@@ -135,12 +126,12 @@ static int take_campaign(const cJSON *item, api_campaign *c, char *err, size_t e
 {
     const cJSON *id = cJSON_IsObject(item) ? cJSON_GetObjectItemCaseSensitive(item, "id") : NULL;
     if (!cJSON_IsString(id))
-        return fail(err, errlen, "a campaign has no string id");
+        return errbuf_set(err, errlen, "a campaign has no string id");
     c->id_len = strlen(id->valuestring);
     c->id = strdup(id->valuestring);
     c->json = cJSON_PrintUnformatted(item);
     if (c->id == NULL || c->json == NULL)
-        return fail(err, errlen, "out of memory");
+        return errbuf_set(err, errlen, "out of memory");
     c->problem = job_campaign_id_problem(c->id, c->id_len);
     return 0;
 }
@@ -152,7 +143,7 @@ static int take_items(const cJSON *data, api_page *out, char *err, size_t errlen
         return 0;
     out->items = calloc((size_t)n, sizeof *out->items);
     if (out->items == NULL)
-        return fail(err, errlen, "out of memory");
+        return errbuf_set(err, errlen, "out of memory");
     const cJSON *item;
     cJSON_ArrayForEach(item, data) {
         if (take_campaign(item, &out->items[out->n++], err, errlen) < 0)
@@ -173,9 +164,9 @@ int api_parse_page(const char *body, size_t len, api_page *out, char *err, size_
     const cJSON *has_more = cJSON_IsObject(pagination)
                                 ? cJSON_GetObjectItemCaseSensitive(pagination, "has_more") : NULL;
     if (!cJSON_IsArray(data))
-        fail(err, errlen, "\"data\" is not an array");
+        errbuf_set(err, errlen, "\"data\" is not an array");
     else if (!cJSON_IsBool(has_more))
-        fail(err, errlen, "\"pagination.has_more\" is not a boolean");
+        errbuf_set(err, errlen, "\"pagination.has_more\" is not a boolean");
     else if (take_items(data, out, err, errlen) == 0) {
         out->has_more = cJSON_IsTrue(has_more);
         rc = 0;
@@ -195,9 +186,9 @@ int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen,
     const cJSON *success = cJSON_GetObjectItemCaseSensitive(root, "success");
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "synced_at");
     if (!cJSON_IsTrue(success))
-        fail(err, errlen, "\"success\" is not true");
+        errbuf_set(err, errlen, "\"success\" is not true");
     else if (!cJSON_IsString(at) || at->valuestring[0] == '\0' || strlen(at->valuestring) >= outlen)
-        fail(err, errlen, "\"synced_at\" missing or not a string");
+        errbuf_set(err, errlen, "\"synced_at\" missing or not a string");
     else {
         memcpy(synced_at, at->valuestring, strlen(at->valuestring) + 1);
         rc = 0;

@@ -3,11 +3,12 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "errbuf.h"
 
 static const char *process_env_get(void *ud, const char *name)
 {
@@ -23,15 +24,6 @@ static const char *env_get(const cfg_env *env, const char *name)
     return env->get(env->ud, name);
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* Looks a variable up. 1: *value set; 0: unset (not required); -1: error. */
 static int lookup(const cfg_env *env, const char *name, int required,
                   const char **value, char *err, size_t errlen)
@@ -39,11 +31,11 @@ static int lookup(const cfg_env *env, const char *name, int required,
     const char *v = env_get(env, name);
     if (v == NULL) {
         if (required)
-            return fail(err, errlen, "%s: missing, this variable is required", name);
+            return errbuf_set(err, errlen, "%s: missing, this variable is required", name);
         return 0;
     }
     if (*v == '\0')
-        return fail(err, errlen, "%s: set but empty (unset it to take the default)", name);
+        return errbuf_set(err, errlen, "%s: set but empty (unset it to take the default)", name);
     *value = v;
     return 1;
 }
@@ -61,10 +53,10 @@ int cfg_get_u64(const cfg_env *env, const char *name, int required, uint64_t def
     errno = 0;
     unsigned long long n = strtoull(v, &end, 10);
     if (!isdigit((unsigned char)v[0]) || *end != '\0')
-        return fail(err, errlen, "%s: '%.64s' is not a number (expected an integer from %llu to %llu)",
+        return errbuf_set(err, errlen, "%s: '%.64s' is not a number (expected an integer from %llu to %llu)",
                     name, v, (unsigned long long)min, (unsigned long long)max);
     if (errno == ERANGE || n < min || n > max)
-        return fail(err, errlen, "%s: %.64s is out of range (expected an integer from %llu to %llu)",
+        return errbuf_set(err, errlen, "%s: %.64s is out of range (expected an integer from %llu to %llu)",
                     name, v, (unsigned long long)min, (unsigned long long)max);
     *out = n;
     return 0;
@@ -90,7 +82,7 @@ int cfg_get_str(const cfg_env *env, const char *name, int required, const char *
     if (found == 0)
         v = def;
     if (strlen(v) >= outlen)
-        return fail(err, errlen, "%s: too long (at most %zu bytes)", name, outlen - 1);
+        return errbuf_set(err, errlen, "%s: too long (at most %zu bytes)", name, outlen - 1);
     memcpy(out, v, strlen(v) + 1);
     return 0;
 }
@@ -106,10 +98,10 @@ static int parse_authority(const char *name, const char *s, size_t n, int defaul
     if (n > 0 && s[0] == '[') {
         const char *close = memchr(s, ']', n);
         if (close == NULL)
-            return fail(err, errlen, "%s: unterminated [IPv6] host", name);
+            return errbuf_set(err, errlen, "%s: unterminated [IPv6] host", name);
         if ((size_t)(close + 1 - s) < n) {
             if (close[1] != ':')
-                return fail(err, errlen, "%s: junk after ]", name);
+                return errbuf_set(err, errlen, "%s: junk after ]", name);
             colon = close + 1;
         }
     } else {
@@ -117,12 +109,12 @@ static int parse_authority(const char *name, const char *s, size_t n, int defaul
     }
     size_t hlen = colon ? (size_t)(colon - s) : n;
     if (hlen == 0)
-        return fail(err, errlen, "%s: the host is empty", name);
+        return errbuf_set(err, errlen, "%s: the host is empty", name);
     if (hlen >= hostlen)
-        return fail(err, errlen, "%s: the host is too long", name);
+        return errbuf_set(err, errlen, "%s: the host is too long", name);
     for (size_t i = 0; i < hlen; i++)
         if (!isalnum((unsigned char)s[i]) && !strchr(".-_[]:", s[i]))
-            return fail(err, errlen, "%s: the host has an invalid character", name);
+            return errbuf_set(err, errlen, "%s: the host has an invalid character", name);
     memcpy(host, s, hlen);
     host[hlen] = '\0';
     *port = default_port;
@@ -130,17 +122,17 @@ static int parse_authority(const char *name, const char *s, size_t n, int defaul
         return 0;
     const char *p = colon + 1, *end = s + n;
     if (p == end)
-        return fail(err, errlen, "%s: the port is empty (expected 1-65535)", name);
+        return errbuf_set(err, errlen, "%s: the port is empty (expected 1-65535)", name);
     long v = 0;
     for (; p < end; p++) {
         if (!isdigit((unsigned char)*p))
-            return fail(err, errlen, "%s: the port is not a number (expected 1-65535)", name);
+            return errbuf_set(err, errlen, "%s: the port is not a number (expected 1-65535)", name);
         v = v * 10 + (*p - '0');
         if (v > 65535)
             break;
     }
     if (v < 1 || v > 65535)
-        return fail(err, errlen, "%s: the port is out of range (expected 1-65535)", name);
+        return errbuf_set(err, errlen, "%s: the port is out of range (expected 1-65535)", name);
     *port = (int)v;
     return 0;
 }
@@ -164,7 +156,7 @@ static int parse_redis_userinfo(const char *name, const char *s, size_t n, cfg_r
     const char *pw = colon ? colon + 1 : s;
     size_t plen = (size_t)(s + n - pw);
     if (ulen >= sizeof out->user || plen >= sizeof out->password)
-        return fail(err, errlen, "%s: the user or password is too long", name);
+        return errbuf_set(err, errlen, "%s: the user or password is too long", name);
     memcpy(out->user, s, ulen);
     out->user[ulen] = '\0';
     memcpy(out->password, pw, plen);
@@ -178,9 +170,9 @@ int cfg_parse_redis_url(const char *name, const char *value, cfg_redis_url *out,
     memset(out, 0, sizeof *out);
     static const char scheme[] = "redis://";
     if (strncmp(value, scheme, sizeof scheme - 1) != 0)
-        return fail(err, errlen, "%s: must start with redis:// (expected %s)", name, REDIS_FORM);
+        return errbuf_set(err, errlen, "%s: must start with redis:// (expected %s)", name, REDIS_FORM);
     if (has_control_or_space(value))
-        return fail(err, errlen, "%s: contains spaces or control characters (expected %s)", name, REDIS_FORM);
+        return errbuf_set(err, errlen, "%s: contains spaces or control characters (expected %s)", name, REDIS_FORM);
     const char *auth = value + sizeof scheme - 1;
     const char *slash = strchr(auth, '/');
     const char *end = slash ? slash : auth + strlen(auth);
@@ -202,7 +194,7 @@ int cfg_parse_redis_url(const char *name, const char *value, cfg_redis_url *out,
     char *dbend;
     long db = strtol(slash + 1, &dbend, 10);
     if (!isdigit((unsigned char)slash[1]) || *dbend != '\0' || db < 0 || db > 15)
-        return fail(err, errlen, "%s: the database must be a number from 0 to 15 (expected %s)",
+        return errbuf_set(err, errlen, "%s: the database must be a number from 0 to 15 (expected %s)",
                     name, REDIS_FORM);
     out->db = (int)db;
     return 0;
@@ -221,15 +213,15 @@ int cfg_parse_http_url(const char *name, const char *value, cfg_http_url *out,
         rest = value + 8;
         out->tls = 1;
     } else {
-        return fail(err, errlen, "%s: must start with http:// or https:// (expected %s)", name, HTTP_FORM);
+        return errbuf_set(err, errlen, "%s: must start with http:// or https:// (expected %s)", name, HTTP_FORM);
     }
     if (has_control_or_space(value))
-        return fail(err, errlen, "%s: contains spaces or control characters (expected %s)", name, HTTP_FORM);
+        return errbuf_set(err, errlen, "%s: contains spaces or control characters (expected %s)", name, HTTP_FORM);
     size_t alen = strcspn(rest, "/?#");
     if (memchr(rest, '@', alen))
-        return fail(err, errlen, "%s: credentials do not belong in the URL (expected %s)", name, HTTP_FORM);
+        return errbuf_set(err, errlen, "%s: credentials do not belong in the URL (expected %s)", name, HTTP_FORM);
     if (strpbrk(rest, "?#"))
-        return fail(err, errlen, "%s: a query or fragment is not allowed (expected %s)", name, HTTP_FORM);
+        return errbuf_set(err, errlen, "%s: a query or fragment is not allowed (expected %s)", name, HTTP_FORM);
     if (parse_authority(name, rest, alen, out->tls ? 443 : 80, out->host, sizeof out->host,
                         &out->port, err, errlen) < 0)
         return -1;
@@ -237,7 +229,7 @@ int cfg_parse_http_url(const char *name, const char *value, cfg_http_url *out,
     while (len > 0 && value[len - 1] == '/')
         len--;
     if (len >= sizeof out->base)
-        return fail(err, errlen, "%s: too long (at most %zu bytes)", name, sizeof out->base - 1);
+        return errbuf_set(err, errlen, "%s: too long (at most %zu bytes)", name, sizeof out->base - 1);
     memcpy(out->base, value, len);
     out->base[len] = '\0';
     return 0;
@@ -248,7 +240,7 @@ int cfg_parse_hostport(const char *name, const char *value, cfg_hostport *out,
 {
     memset(out, 0, sizeof *out);
     if (strchr(value, ':') == NULL)
-        return fail(err, errlen, "%s: '%.64s' has no port (expected host:port)", name, value);
+        return errbuf_set(err, errlen, "%s: '%.64s' has no port (expected host:port)", name, value);
     if (parse_authority(name, value, strlen(value), 0, out->host, sizeof out->host,
                         &out->port, err, errlen) < 0)
         return -1;
@@ -270,7 +262,7 @@ static int load_urls(cfg *c, const cfg_env *env, char *err, size_t errlen)
         return -1;
     if (c->pg_url[0] && strncmp(c->pg_url, "postgresql://", 13) != 0 &&
         strncmp(c->pg_url, "postgres://", 11) != 0)
-        return fail(err, errlen, "ADSYNC_PG_URL: must start with postgresql:// or postgres:// "
+        return errbuf_set(err, errlen, "ADSYNC_PG_URL: must start with postgresql:// or postgres:// "
                                  "(expected a libpq URI postgresql://[user[:password]@]host[:port]/dbname)");
     buf[0] = '\0';
     if (cfg_get_str(env, "ADSYNC_METRICS_ADDR", 0, "", buf, sizeof buf, err, errlen) < 0)
@@ -287,7 +279,7 @@ static int load_prefix(cfg *c, const cfg_env *env, char *err, size_t errlen)
         return -1;
     for (const char *p = c->prefix; *p; p++)
         if (!isalnum((unsigned char)*p) && !strchr("_.-:", *p))
-            return fail(err, errlen, "ADSYNC_PREFIX: '%s' has an invalid character "
+            return errbuf_set(err, errlen, "ADSYNC_PREFIX: '%s' has an invalid character "
                                      "(expected letters, digits and _ . - :)", c->prefix);
     return 0;
 }
@@ -298,7 +290,7 @@ static int load_logging(cfg *c, const cfg_env *env, char *err, size_t errlen)
     if (cfg_get_str(env, "ADSYNC_LOG_LEVEL", 0, "info", buf, sizeof buf, err, errlen) < 0)
         return -1;
     if (log_level_parse(buf, &c->log_level) < 0)
-        return fail(err, errlen, "ADSYNC_LOG_LEVEL: '%s' is not a level (expected debug, info, warn or error)", buf);
+        return errbuf_set(err, errlen, "ADSYNC_LOG_LEVEL: '%s' is not a level (expected debug, info, warn or error)", buf);
     const char *tty_default = isatty(2) ? "text" : "json";
     if (cfg_get_str(env, "ADSYNC_LOG_FORMAT", 0, tty_default, buf, sizeof buf, err, errlen) < 0)
         return -1;
@@ -307,7 +299,7 @@ static int load_logging(cfg *c, const cfg_env *env, char *err, size_t errlen)
     else if (strcmp(buf, "text") == 0)
         c->log_format = LOG_FORMAT_TEXT;
     else
-        return fail(err, errlen, "ADSYNC_LOG_FORMAT: '%s' is not a format (expected json or text)", buf);
+        return errbuf_set(err, errlen, "ADSYNC_LOG_FORMAT: '%s' is not a format (expected json or text)", buf);
     return 0;
 }
 
@@ -357,7 +349,7 @@ static int load_numbers(cfg *c, const cfg_env *env, char *err, size_t errlen)
         }
     }
     if (c->backoff_max_ms < c->backoff_base_ms)
-        return fail(err, errlen, "ADSYNC_BACKOFF_MAX_MS: %llu is below ADSYNC_BACKOFF_BASE_MS %llu "
+        return errbuf_set(err, errlen, "ADSYNC_BACKOFF_MAX_MS: %llu is below ADSYNC_BACKOFF_BASE_MS %llu "
                                  "(expected max >= base)",
                     (unsigned long long)c->backoff_max_ms, (unsigned long long)c->backoff_base_ms);
     return 0;

@@ -3,20 +3,12 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "errbuf.h"
 
 void job_clear(job *j)
 {
@@ -56,16 +48,16 @@ int job_set_error(job *j, const char *msg)
 static int take_campaign(job *j, const cJSON *obj, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(obj))
-        return fail(err, errlen, "\"campaign\" is not an object");
+        return errbuf_set(err, errlen, "\"campaign\" is not an object");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
     if (!cJSON_IsString(id))
-        return fail(err, errlen, "campaign has no string \"id\"");
+        return errbuf_set(err, errlen, "campaign has no string \"id\"");
     const char *problem = job_campaign_id_problem(id->valuestring, strlen(id->valuestring));
     if (problem)
-        return fail(err, errlen, "%s", problem);
+        return errbuf_set(err, errlen, "%s", problem);
     char *text = cJSON_PrintUnformatted(obj);
     if (text == NULL)
-        return fail(err, errlen, "out of memory");
+        return errbuf_set(err, errlen, "out of memory");
     free(j->campaign);
     j->campaign = text;          /* cJSON allocates with malloc by default */
     snprintf(j->campaign_id, sizeof j->campaign_id, "%s", id->valuestring);
@@ -76,7 +68,7 @@ int job_set_campaign(job *j, const char *campaign_json, size_t len, char *err, s
 {
     cJSON *obj = cJSON_ParseWithLength(campaign_json, len);
     if (obj == NULL)
-        return fail(err, errlen, "campaign is not valid JSON");
+        return errbuf_set(err, errlen, "campaign is not valid JSON");
     int rc = take_campaign(j, obj, err, errlen);
     cJSON_Delete(obj);
     return rc;
@@ -88,9 +80,9 @@ static int take_id(const cJSON *root, const char *name, int (*valid)(const char 
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, name);
     if (!cJSON_IsString(item))
-        return fail(err, errlen, "missing or non-string \"%s\"", name);
+        return errbuf_set(err, errlen, "missing or non-string \"%s\"", name);
     if (!valid(item->valuestring) || strlen(item->valuestring) >= outlen)
-        return fail(err, errlen, "invalid \"%s\"", name);
+        return errbuf_set(err, errlen, "invalid \"%s\"", name);
     memcpy(out, item->valuestring, strlen(item->valuestring) + 1);
     return 0;
 }
@@ -107,7 +99,7 @@ static int take_uint(const cJSON *root, const char *name, double max, uint64_t *
     }
     double d = cJSON_IsNumber(item) ? item->valuedouble : -1;
     if (d < 0 || d > max || floor(d) != d)
-        return fail(err, errlen, "\"%s\" must be an integer from 0 to %.0f", name, max);
+        return errbuf_set(err, errlen, "\"%s\" must be an integer from 0 to %.0f", name, max);
     *out = (uint64_t)d;
     return 0;
 }
@@ -120,7 +112,7 @@ static int parse_type(const cJSON *root, job *j, char *err, size_t errlen)
     else if (cJSON_IsString(type) && strcmp(type->valuestring, "campaign") == 0)
         j->type = JOB_CAMPAIGN;
     else
-        return fail(err, errlen, "\"type\" must be \"client\" or \"campaign\"");
+        return errbuf_set(err, errlen, "\"type\" must be \"client\" or \"campaign\"");
     return 0;
 }
 
@@ -128,7 +120,7 @@ static int parse_fields(const cJSON *root, job *j, char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "v");
     if (!cJSON_IsNumber(v) || v->valuedouble != 1)
-        return fail(err, errlen, "unsupported version (expected \"v\":1)");
+        return errbuf_set(err, errlen, "unsupported version (expected \"v\":1)");
     uint64_t attempt = 0;
     if (parse_type(root, j, err, errlen) < 0 ||
         take_id(root, "id", keys_valid_token, j->id, sizeof j->id, err, errlen) < 0 ||
@@ -142,15 +134,15 @@ static int parse_fields(const cJSON *root, job *j, char *err, size_t errlen)
     const cJSON *last_error = cJSON_GetObjectItemCaseSensitive(root, "last_error");
     if (last_error && !cJSON_IsNull(last_error)) {
         if (!cJSON_IsString(last_error))
-            return fail(err, errlen, "\"last_error\" must be a string");
+            return errbuf_set(err, errlen, "\"last_error\" must be a string");
         if (job_set_error(j, last_error->valuestring) < 0)
-            return fail(err, errlen, "out of memory");
+            return errbuf_set(err, errlen, "out of memory");
     }
     const cJSON *campaign = cJSON_GetObjectItemCaseSensitive(root, "campaign");
     if (j->type == JOB_CAMPAIGN)
         return take_campaign(j, campaign, err, errlen);
     if (campaign != NULL)
-        return fail(err, errlen, "a client job carries no \"campaign\"");
+        return errbuf_set(err, errlen, "a client job carries no \"campaign\"");
     return 0;
 }
 
@@ -158,18 +150,18 @@ int job_parse(const char *buf, size_t len, job *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (len > JOB_MAX_BYTES)
-        return fail(err, errlen, "job is %zu bytes, over the %d byte limit", len, JOB_MAX_BYTES);
+        return errbuf_set(err, errlen, "job is %zu bytes, over the %d byte limit", len, JOB_MAX_BYTES);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (root == NULL)
-        return fail(err, errlen, "job is not valid JSON");
+        return errbuf_set(err, errlen, "job is not valid JSON");
     int rc = -1;
     while (end && end < buf + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
         end++;
     if (end != buf + len)
-        fail(err, errlen, "trailing data after the job object");
+        errbuf_set(err, errlen, "trailing data after the job object");
     else if (!cJSON_IsObject(root))
-        fail(err, errlen, "job is not a JSON object");
+        errbuf_set(err, errlen, "job is not a JSON object");
     else
         rc = parse_fields(root, out, err, errlen);
     cJSON_Delete(root);
