@@ -45,7 +45,7 @@ def scenario(clients, campaigns, latency_ms, concurrency, client_concurrency, pa
         cpu0, _ = proc_stat(w.proc.pid)
         t0 = time.monotonic()
         wl.sync_all(env)
-        wl.wait_runs_done(redis, ids, 600)
+        wl.wait_runs_done(redis, ids, 600, workers=[w])
         elapsed = time.monotonic() - t0
         cpu1, rss = proc_stat(w.proc.pid)
         total = clients * campaigns

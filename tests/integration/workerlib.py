@@ -35,8 +35,13 @@ def last_run(redis, cid, prefix="adsync"):
     return rid, run_hash(redis, rid, prefix)
 
 
-def wait_runs_done(redis, ids, timeout, prefix="adsync"):
+def wait_runs_done(redis, ids, timeout, prefix="adsync", workers=()):
+    """Waits for every client's last run to be done; fails at once, with the
+    log, if one of the given workers exits meanwhile."""
     def all_done():
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise AssertionError(f"worker exited {w.proc.returncode}:\n{w.log()[-3000:]}")
         return all(last_run(redis, cid, prefix)[1].get("state") == "done" for cid in ids)
     wait_until(all_done, timeout, "every run to be done", interval=0.1)
 

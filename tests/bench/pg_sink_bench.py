@@ -1,0 +1,111 @@
+"""PostgreSQL sink benchmark (issue: the PostgreSQL sink).
+
+One worker, 20 clients x 5,000 campaigns (CAMPAIGNS=...), platform at 0 latency without
+faults (as tests/bench/worker_bench.py's throughput scenario). Each round runs
+the same sync with the sink off and on (fresh Redis, fresh database), in
+alternating order; the best round of each counts (the machine is shared).
+Measured: campaigns/s (sync --all until every run is done), and with the sink
+on, the time from the last run done to an empty outbox with every row in
+PostgreSQL. Prints a table, writes JSON (path in argv[1])."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from harness import Mock, Redis, Worker, enqueue  # noqa: E402
+import pglib  # noqa: E402
+import workerlib as wl  # noqa: E402
+
+CLIENTS, CAMPAIGNS = 20, int(os.environ.get("CAMPAIGNS", "5000"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+
+
+def outbox_empty(redis):
+    return redis.cmd("LLEN", "adsync:outbox") == 0 and not redis.cmd("KEYS", "adsync:outbox:*")
+
+
+def run(pg, sink, rnd):
+    redis = Redis()
+    mock = Mock("--clients", CLIENTS, "--campaigns", CAMPAIGNS, "--sync-latency-ms", 0,
+                "--rate-limit", 0, "--fail-every", 0, "--hang-every", 0, "--seed", 1)
+    w = None
+    try:
+        ids = wl.register_clients(redis, CLIENTS)
+        extra = dict(ADSYNC_CONCURRENCY=64, ADSYNC_CLIENT_CONCURRENCY=4, ADSYNC_PAGE_SIZE=100,
+                     ADSYNC_MAX_JOBS=CLIENTS, ADSYNC_HTTP_TIMEOUT_MS=30000, ADSYNC_LOG_LEVEL="warn",
+                     ADSYNC_PG_BATCH_ROWS=os.environ.get("BATCH_ROWS", "500"))
+        if sink:
+            extra["ADSYNC_PG_URL"] = pg.create_db(f"bench{rnd}")
+        env = wl.fast_env(redis, mock, **extra)
+        if sink:
+            r = enqueue(["db", "migrate"], env)
+            assert r.returncode == 0, r.stderr
+        w = Worker(env)
+        time.sleep(0.5)   # connected, registered (and the sink's table checked) before the clock starts
+        t0 = time.monotonic()
+        wl.sync_all(env)
+        while not all(wl.last_run(redis, cid)[1].get("state") == "done" for cid in ids):
+            time.sleep(0.01)
+        done = time.monotonic()
+        total = CLIENTS * CAMPAIGNS
+        out = {"sink": sink, "campaigns": total, "seconds": round(done - t0, 3),
+               "campaigns_per_s": round(total / (done - t0), 1)}
+        if sink:
+            outbox_at_done = redis.cmd("LLEN", "adsync:outbox")
+            while not outbox_empty(redis):
+                time.sleep(0.005)
+            empty = time.monotonic()
+            rows = int(pg.psql("SELECT count(*) FROM campaigns", db=f"bench{rnd}"))
+            assert rows == total, rows
+            out.update(outbox_at_last_sync=outbox_at_done, outbox_empty_after_s=round(empty - done, 3),
+                       rows=rows, pg_rows_written=int(redis.cmd("HGET", "adsync:stats", "pg_rows_written")))
+        w.signal(15)
+        assert w.wait(30) == 0, w.log()[-2000:]
+        return out
+    finally:
+        if w:
+            w.close()
+        mock.close()
+        redis.close()
+
+
+def main():
+    out_path = sys.argv[1] if len(sys.argv) > 1 else "bench-pg-sink.json"
+    pg = pglib.Postgres()
+    rounds = []
+    try:
+        for rnd in range(ROUNDS):
+            order = (False, True) if rnd % 2 == 0 else (True, False)
+            for sink in order:
+                r = run(pg, sink, rnd)
+                rounds.append(r)
+                print(f"round {rnd + 1} sink {'on ' if sink else 'off'}: {r['campaigns_per_s']:>8} campaigns/s"
+                      + (f", outbox empty {r['outbox_empty_after_s']} s after the last sync" if sink else ""),
+                      flush=True)
+    finally:
+        pg.close()
+    off = max((r for r in rounds if not r["sink"]), key=lambda r: r["campaigns_per_s"])
+    on = max((r for r in rounds if r["sink"]), key=lambda r: r["campaigns_per_s"])
+    worst_lag = max(r["outbox_empty_after_s"] for r in rounds if r["sink"])
+    ratio = on["campaigns_per_s"] / off["campaigns_per_s"]
+    results = {"machine": f"{os.uname().nodename}, {os.cpu_count()} cores (shared)",
+               "rounds": rounds, "best_off": off, "best_on": on, "ratio_on_off": round(ratio, 3),
+               "worst_outbox_empty_after_s": worst_lag}
+    print(f"{'sink':<6}{'campaigns/s':>12}{'seconds':>10}")
+    print(f"{'off':<6}{off['campaigns_per_s']:>12}{off['seconds']:>10}")
+    print(f"{'on':<6}{on['campaigns_per_s']:>12}{on['seconds']:>10}")
+    print(f"sink on / off: {ratio * 100:.0f}%; outbox empty at most {worst_lag} s after the last sync")
+    checks = [("sink on >= 80% of sink off", ratio >= 0.8),
+              ("outbox empty within 1 s of the last sync", worst_lag <= 1.0)]
+    for name, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}: {name}")
+    results["checks"] = {name: ok for name, ok in checks}
+    with open(out_path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {out_path}")
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
