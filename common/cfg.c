@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "errbuf.h"
+#include "pg.h"
+#include "pgrow.h"
 
 static const char *process_env_get(void *ud, const char *name)
 {
@@ -264,6 +266,9 @@ static int load_urls(cfg *c, const cfg_env *env, char *err, size_t errlen)
         strncmp(c->pg_url, "postgres://", 11) != 0)
         return errbuf_set(err, errlen, "ADSYNC_PG_URL: must start with postgresql:// or postgres:// "
                                  "(expected a libpq URI postgresql://[user[:password]@]host[:port]/dbname)");
+    if (c->pg_url[0] && pg_conninfo_check(c->pg_url, buf, sizeof buf) < 0)   /* the value may hold a password: never echoed */
+        return errbuf_set(err, errlen, "ADSYNC_PG_URL: libpq cannot parse it (expected a libpq URI "
+                                       "postgresql://[user[:password]@]host[:port]/dbname[?param=value&...])");
     buf[0] = '\0';
     if (cfg_get_str(env, "ADSYNC_METRICS_ADDR", 0, "", buf, sizeof buf, err, errlen) < 0)
         return -1;
@@ -329,7 +334,7 @@ static const struct numeric_setting numeric_settings[] = {
     U("ADSYNC_SHUTDOWN_GRACE_MS", 25000, 0, 3600000, shutdown_grace_ms),
     U("ADSYNC_RATE_LIMIT_PER_MIN", 10, 0, 1000000, rate_limit_per_min),
     U("ADSYNC_RATE_WINDOW_MS", 60000, 10, 86400000, rate_window_ms),
-    U("ADSYNC_PG_BATCH_ROWS", 500, 1, 10000, pg_batch_rows),
+    U("ADSYNC_PG_BATCH_ROWS", 500, 1, PGROW_MAX_ROWS, pg_batch_rows),
     U("ADSYNC_PG_BATCH_MS", 50, 1, 60000, pg_batch_ms),
 };
 

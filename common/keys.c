@@ -118,3 +118,8 @@ int keys_worker_key(const keys *k, const char *worker_id, char *out, size_t outl
 {
     return token_key(k, "worker", worker_id, out, outlen);
 }
+
+int keys_outbox_claim_key(const keys *k, const char *worker_id, char *out, size_t outlen)
+{
+    return token_key(k, "outbox", worker_id, out, outlen);
+}

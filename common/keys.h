@@ -58,5 +58,8 @@ int keys_run_key(const keys *k, const char *run_id, char *out, size_t outlen);
 int keys_run_items_key(const keys *k, const char *run_id, char *out, size_t outlen);
 int keys_processing_key(const keys *k, const char *worker_id, char *out, size_t outlen);
 int keys_worker_key(const keys *k, const char *worker_id, char *out, size_t outlen);
+/* "<prefix>:outbox:<worker id>": outbox entries a worker's PostgreSQL sink
+ * claimed and has not yet committed (addition to DESIGN.md §3). */
+int keys_outbox_claim_key(const keys *k, const char *worker_id, char *out, size_t outlen);
 
 #endif

@@ -15,5 +15,7 @@ extern const char script_promote[];          /* due retries -> jobs */
 extern const char script_reap[];             /* a worker's processing list -> jobs */
 extern const char script_bury[];             /* a held job -> dead letters, run failed */
 extern const char script_cad[];              /* compare-and-delete (tokens, locks, active_run) */
+extern const char script_outbox_claim[];     /* PostgreSQL sink: outbox -> this worker's claim list */
+extern const char script_outbox_ack[];       /* PostgreSQL sink: after COMMIT, drop the claim, bury refused rows */
 
 #endif

@@ -3,23 +3,30 @@
 # Used by deploy/run-local.sh, tests/run.sh and deploy/Dockerfile, so every
 # way of building adsync installs the same things.
 #
-#   deploy/install-deps.sh [build|runtime|test|postgres]...   (default: build)
+#   deploy/install-deps.sh [build|libs|runtime|test|postgres]...   (default: build)
+#
+# libs is only the shared libraries the three programs load (the container's
+# runtime stage); runtime adds Redis and curl for a local run; test adds what
+# the tests use (systemd for systemd-analyze, python3-yaml, prometheus-client).
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev
-            libcjson-dev libmicrohttpd-dev libcmocka-dev)
-runtime_pkgs=(libuv1 libhiredis0.14 libcurl4 libcjson1 libmicrohttpd12 redis-server redis-tools curl ca-certificates)
-test_pkgs=(redis-server redis-tools python3 curl procps python3-prometheus-client)
+            libcjson-dev libmicrohttpd-dev libcmocka-dev libpq-dev)
+libs_pkgs=(libuv1 libhiredis0.14 libcurl4 libcjson1 libmicrohttpd12 libpq5 ca-certificates)
+runtime_pkgs=("${libs_pkgs[@]}" redis-server redis-tools curl)
+test_pkgs=(redis-server redis-tools python3 curl procps python3-prometheus-client python3-yaml systemd
+           postgresql)   # postgresql: tests/integration/test_pg_sink.py runs a throwaway server
 postgres_pkgs=(libpq-dev postgresql)
 
 wanted=()
 for set in "${@:-build}"; do
   case "$set" in
     build) wanted+=("${build_pkgs[@]}") ;;
+    libs) wanted+=("${libs_pkgs[@]}") ;;
     runtime) wanted+=("${runtime_pkgs[@]}") ;;
     test) wanted+=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
     postgres) wanted+=("${postgres_pkgs[@]}") ;;
-    *) echo "install-deps: unknown set '$set' (expected build, runtime, test or postgres)" >&2; exit 64 ;;
+    *) echo "install-deps: unknown set '$set' (expected build, libs, runtime, test or postgres)" >&2; exit 64 ;;
   esac
 done
 

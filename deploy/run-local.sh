@@ -4,25 +4,28 @@
 # clients (fast, faults on), two workers, registers and syncs every client,
 # shows progress and a summary, then stops what it started.
 #
-#   deploy/run-local.sh [--keep] [--clients N] [--campaigns M] [--workers W]
+#   deploy/run-local.sh [--keep] [--postgres] [--clients N] [--campaigns M] [--workers W]
 #
-#   --keep   leave Redis, the mock and the workers running afterwards
-#            (stop them with: deploy/run-local.sh --stop)
+#   --keep      leave Redis, the mock and the workers running afterwards
+#               (stop them with: deploy/run-local.sh --stop)
+#   --postgres  also start a local PostgreSQL (deploy/pg-local.sh), turn the
+#               sink on (ADSYNC_PG_URL) and show the row count at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 run="$root/.run"
 
-keep=0 clients=3 campaigns=60 workers=2
+keep=0 clients=3 campaigns=60 workers=2 postgres=0
 stop_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1 ;;
+    --postgres) postgres=1 ;;
     --stop) stop_only=1 ;;
     --clients) clients=$2; shift ;;
     --campaigns) campaigns=$2; shift ;;
     --workers) workers=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run-local: unknown option '$1' (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -42,7 +45,7 @@ stop_all() {
 stop_all
 [ "$stop_only" -eq 1 ] && { echo "run-local: stopped"; exit 0; }
 
-deploy/install-deps.sh build runtime
+deploy/install-deps.sh build runtime $([ "$postgres" -eq 1 ] && echo postgres)
 echo "run-local: building"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DADSYNC_TESTS=OFF >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
@@ -75,6 +78,14 @@ export AD_PLATFORM_URL="http://127.0.0.1:$mock_port"
 export ADSYNC_HTTP_TIMEOUT_MS=2000 ADSYNC_BACKOFF_BASE_MS=200 ADSYNC_BACKOFF_MAX_MS=5000
 export ADSYNC_RATE_LIMIT_PER_MIN=0 ADSYNC_LEASE_MS=10000 ADSYNC_LOG_FORMAT=json
 
+if [ "$postgres" -eq 1 ]; then   # under root the server runs as nobody: keep its files where nobody can reach
+  pg_port=$(pick_port 15432) pg_dir="$run/pg"
+  [ "$(id -u)" -eq 0 ] && pg_dir=/tmp/adsync-run-local-pg
+  echo "postgres $(deploy/pg-local.sh start "$pg_dir" "$pg_port")" >> "$run/pids"
+  export ADSYNC_PG_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+  "$bin/adsync-enqueue" db migrate
+fi
+
 echo "run-local: redis on $redis_port, mock API on $mock_port, $workers workers, logs in .run/logs/"
 for i in $(seq "$clients"); do
   printf 'secret-client_%s\n' "$i" |
@@ -99,6 +110,11 @@ for i in $(seq "$clients"); do
     "$(redis-cli -p "$redis_port" hlen "adsync:client:client_$i:campaigns")"
 done
 "$bin/adsync-enqueue" dead list
+if [ "$postgres" -eq 1 ]; then
+  for _ in $(seq 100); do [ "$(redis-cli -p "$redis_port" llen adsync:outbox)" = 0 ] && break; sleep 0.1; done
+  echo "postgres: $(deploy/pg-local.sh count "$pg_dir" "$pg_port") rows in table campaigns" \
+    "($(redis-cli -p "$redis_port" llen adsync:outbox) results still in the outbox)"
+fi
 if [ "$keep" -eq 1 ]; then
   echo "run-local: still running (REDIS_URL=$REDIS_URL); stop with deploy/run-local.sh --stop"
 fi

@@ -9,5 +9,6 @@ int cli_client(int argc, char **argv);   /* clients.c: client add | list | remov
 int cli_sync(int argc, char **argv);     /* sync.c: sync ID... | --all, with --wait (wait.c) */
 int cli_status(int argc, char **argv);   /* status.c */
 int cli_dead(int argc, char **argv);     /* dead.c: dead list | retry | purge */
+int cli_db(int argc, char **argv);       /* db.c: db migrate (PostgreSQL sink schema) */
 
 #endif

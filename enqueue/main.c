@@ -15,6 +15,7 @@ static const char help_text[] =
     "  status [--json]               queues, workers, each client's last run\n"
     "  dead list [--json] | dead retry (--all | JOB_ID) | dead purge\n"
     "                                inspect and re-queue dead letters\n"
+    "  db migrate                    create/upgrade the PostgreSQL sink's table\n"
     "\n"
     "Every command takes --help. Configuration comes from the environment, as\n"
     "for adsync-worker: REDIS_URL (redis://[user:password@]host[:port][/db]),\n"
@@ -28,12 +29,13 @@ static const app_subcmd commands[] = {
     { "sync", cli_sync },
     { "status", cli_status },
     { "dead", cli_dead },
+    { "db", cli_db },
 };
 
 int main(int argc, char **argv)
 {
     static const app_group program = {
-        "COMMAND [ARGS...]   (client, sync, status, dead; --help for more)", help_text,
+        "COMMAND [ARGS...]   (client, sync, status, dead, db; --help for more)", help_text,
         commands, sizeof commands / sizeof commands[0],
     };
     return app_dispatch(&program, argc, argv);

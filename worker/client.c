@@ -194,6 +194,8 @@ static void destroy(client *c)
 
 static void free_if_unused(client *c)
 {
+    if (uv_is_closing((uv_handle_t *)&c->timer))
+        return;   /* destroyed at teardown; a callback aborted by it still ends here */
     if (c->refs == 0 && c->pending_io == 0 && c->queued == 0 && c->inflight == 0)
         destroy(c);
 }
@@ -274,7 +276,7 @@ static void on_auth_done(const http_result *res, void *ud)
     client *c = ud;
     worker *w = c->w;
     c->pending_io--;
-    wk_count_http(w, res);
+    wk_count_http(w, WK_EP_AUTH, res);
     char token[API_TOKEN_MAX], err[256], why[400];
     long expires_in = 0;
     api_verdict v = api_classify(res->error, res->status);

@@ -92,8 +92,10 @@ static void progress_begin(progress_call *pc, held *h)
         snprintf(pc->cursor, sizeof pc->cursor, "%u", cursor_of(h));
         pair(pc, "cursor", pc->cursor);
     }
-    if (w->cfg.pg_url[0])
+    if (w->cfg.pg_url[0]) {   /* stored campaigns also go to the PostgreSQL sink's outbox */
         pair(pc, "outbox", "1");
+        pair(pc, "client", h->job.client);
+    }
 }
 
 /* Adds "elem"/"job_id": this write also ends the job. */
@@ -173,8 +175,12 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, const 
         snprintf(pc.due, sizeof pc.due, "%llu", (unsigned long long)due_ms);
         pair(&pc, "due", pc.due);
     }
-    if (h->job.type == JOB_CAMPAIGN)
+    if (h->job.type == JOB_CAMPAIGN) {
         progress_ends_job(&pc, h);
+        h->w->n.jobs_by[JOB_CAMPAIGN][strcmp(outcome, "synced") == 0  ? WK_JOB_DONE
+                                      : strcmp(outcome, "retry") == 0 ? WK_JOB_RETRIED
+                                                                      : WK_JOB_DEAD]++;
+    }
     if (progress_send(&pc, h, on_outcome_recorded, h) < 0) {
         log_error("out of memory recording an outcome", LOG_STR("client", h->job.client));
         h->aborted = 1;
@@ -307,6 +313,7 @@ static void on_page_recorded(redisReply *reply, void *ud)
 {
     page_ctx *pc = ud;
     held *h = pc->h;
+    h->page_write = NULL;
     h->list_pending = 0;
     h->pages_seen++;
     if (pc->last)
@@ -372,6 +379,8 @@ static void record_page(held *h, unsigned page, api_page *items)
         free(ctx);
         h->aborted = 1;
         h->list_pending = 0;
+    } else {
+        h->page_write = ctx;
     }
     free(pc);
     free(argv);
@@ -464,6 +473,7 @@ static void retry_client_job(held *h)
         char *json = job_serialize(&h->job);
         h->job.attempt = saved;
         w->n.jobs_dead++;
+        w->n.jobs_by[JOB_CLIENT][WK_JOB_DEAD]++;
         bury(h, json ? json : h->elem, h->list_error);
         free(json);
         return;
@@ -485,6 +495,7 @@ static void retry_client_job(held *h)
     pair(&pc, "due", pc.due);
     progress_ends_job(&pc, h);
     w->n.jobs_retried++;
+    w->n.jobs_by[JOB_CLIENT][WK_JOB_RETRIED]++;
     log_info("client job will be retried", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_INT("attempt", attempt), LOG_INT("page", cursor_of(h)));
     send_job_end(h, &pc);
@@ -506,6 +517,7 @@ static void maybe_finish(held *h)
     pair(&pc, "listing_done", "1");
     progress_ends_job(&pc, h);
     h->w->n.jobs_done++;
+    h->w->n.jobs_by[JOB_CLIENT][WK_JOB_DONE]++;
     send_job_end(h, &pc);
 }
 
@@ -563,6 +575,7 @@ static void bury_unparseable(held *h, const char *why)
     free(raw);
     log_warn("job dead", LOG_STR("error", reason));
     h->w->n.jobs_dead++;
+    h->w->n.jobs_by[WK_JOB_UNPARSED][WK_JOB_DEAD]++;
     bury(h, json ? json : "{\"v\":1,\"last_error\":\"unparseable job\"}", reason);
     free(json);
 }
@@ -641,6 +654,7 @@ static void on_delivery_counted(rds *r, redisReply *reply, void *privdata)
         free(json);
         return;
     }
+    w->n.jobs_by[JOB_CLIENT][WK_JOB_DEAD]++;   /* a campaign job was counted by record_outcome */
     char *json = job_serialize(&h->job);
     bury(h, json ? json : h->elem, reason);
     free(json);
@@ -690,6 +704,10 @@ static void release(held *h)
     job_clear(&h->job);
     free(h->elem);
     free(h->pages);
+    if (h->page_write) {   /* teardown with the page's write never confirmed: the store drops it */
+        api_page_clear(&h->page_write->items);
+        free(h->page_write);
+    }
     free(h);
     wk_kick(w);
 }

@@ -90,12 +90,21 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     static worker w;
+    wm_endpoint *metrics = NULL;   /* before Redis is touched: a bad address is a config error */
+    if (c.metrics_enabled && (metrics = wm_open(&loop, &w, &c.metrics, err, sizeof err)) == NULL) {
+        fprintf(stderr, "adsync-worker: ADSYNC_METRICS_ADDR: %s (expected a free host:port)\n", err);
+        uv_loop_close(&loop);
+        curl_global_cleanup();
+        return CFG_EXIT_CONFIG;
+    }
     if (wk_init(&w, &loop, &c, opt.id, opt.drain) < 0) {
         log_error("could not set up the worker (out of memory?)");
         return 1;
     }
     wk_start(&w);
     uv_run(&loop, UV_RUN_DEFAULT);
+    wm_close(metrics);
+    uv_run(&loop, UV_RUN_DEFAULT);   /* let the endpoint's handles close */
     int rc = uv_loop_close(&loop);
     if (rc != 0)
         log_warn("event loop closed with handles left", LOG_STR("error", uv_strerror(rc)));

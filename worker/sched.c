@@ -80,9 +80,15 @@ static op *pop_head(client *c)
     return o;
 }
 
+static void finish(op *o, api_verdict v, const http_result *http, const char *error, int aborted);
+
 void sched_submit(worker *w, op *o)
 {
     client *c = o->client;
+    if (w->stopping) {   /* e.g. a page whose write landed after the stop: nothing new starts */
+        finish(o, API_RETRY, NULL, "shutdown", 1);
+        return;
+    }
     o->next = NULL;
     if (c->queue_tail)
         c->queue_tail->next = o;
@@ -255,7 +261,7 @@ static void on_http_done(const http_result *res, void *ud)
     client *c = o->client;
     worker *w = c->w;
     slot_release(w, c);
-    wk_count_http(w, res);
+    wk_count_http(w, o->kind == OP_LIST ? WK_EP_LIST : WK_EP_SYNC, res);
     if (res->error == HTTP_ERR_ABORTED) {
         finish(o, API_RETRY, res, "shutdown", 1);
         sched_wake(w, c);

@@ -39,12 +39,22 @@ static void stop_step(worker *w);
 
 /* ---- counters -------------------------------------------------------------- */
 
-static const uint64_t duration_bounds_ms[] = { 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
+const uint64_t wk_duration_bounds_ms[WK_DURATION_BOUNDS] = { 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
 
-void wk_count_http(worker *w, const http_result *res)
+static int http_class(const http_result *res)
+{
+    if (res->error == HTTP_ERR_TIMEOUT)
+        return WK_HTTP_TIMEOUT;
+    if (res->error != HTTP_OK || res->status < 100 || res->status > 599)
+        return WK_HTTP_ERROR;
+    return (int)(res->status / 100) - 1;
+}
+
+void wk_count_http(worker *w, wk_endpoint ep, const http_result *res)
 {
     wk_counters *n = &w->n;
     n->http_requests++;
+    n->http_by[ep][http_class(res)]++;
     if (res->error == HTTP_ERR_TIMEOUT)
         n->http_timeouts++;
     else if (res->error != HTTP_OK)
@@ -57,11 +67,11 @@ void wk_count_http(worker *w, const http_result *res)
         n->http_4xx++;
     else
         n->http_2xx++;
-    n->http_ms_sum += res->duration_ms;
+    n->http_ms_sum[ep] += res->duration_ms;
     size_t b = 0;
-    while (b < sizeof duration_bounds_ms / sizeof duration_bounds_ms[0] && res->duration_ms > duration_bounds_ms[b])
+    while (b < WK_DURATION_BOUNDS && res->duration_ms > wk_duration_bounds_ms[b])
         b++;
-    n->http_ms_buckets[b]++;
+    n->http_ms_buckets[ep][b]++;
 }
 
 /* Adds what changed since the last flush to <prefix>:stats. */
@@ -88,9 +98,17 @@ static void flush_stats(worker *w)
 
 /* ---- timers ------------------------------------------------------------- */
 
+/* The heartbeat also rejoins <prefix>:workers: a reaper that took us for
+ * dead (our key expired while Redis was away and we came back later than
+ * it) removed us, and a worker missing from the set is never reaped, so
+ * whatever it holds when it really dies would stay stuck. The key goes
+ * first: a reaper running in between sees us alive. */
 static void heartbeat(worker *w)
 {
-    char json[512], ttl[24];
+    flush_stats(w);
+    if (w->stopping >= 3)
+        return;   /* deregistering: do not come back */
+    char json[512], ttl[24], workers[KEYS_MAX_LEN];
     snprintf(json, sizeof json,
              "{\"host\":\"%s\",\"pid\":%d,\"started_at\":%llu,\"heartbeat_at\":%llu,\"inflight\":%u,\"jobs\":%zu}",
              w->host, (int)getpid(), (unsigned long long)w->started_at,
@@ -98,7 +116,8 @@ static void heartbeat(worker *w)
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)w->cfg.lease_ms);
     const char *argv[] = { "SET", w->heartbeat_key, json, "PX", ttl };
     rds_command(w->redis, NULL, NULL, 5, argv, NULL);
-    flush_stats(w);
+    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
+    rds_commandf(w->redis, NULL, NULL, "SADD %s %s", workers, w->id);
 }
 
 static void on_heartbeat_timer(uv_timer_t *t)
@@ -109,16 +128,18 @@ static void on_heartbeat_timer(uv_timer_t *t)
 static void reap_worker(worker *w, const char *wid, const char *mode, rds_reply_fn *cb)
 {
     char hb[KEYS_MAX_LEN], proc[KEYS_MAX_LEN], workers[KEYS_MAX_LEN], jobs[KEYS_MAX_LEN];
-    char stats[KEYS_MAX_LEN], deliveries[KEYS_MAX_LEN];
+    char stats[KEYS_MAX_LEN], deliveries[KEYS_MAX_LEN], claim[KEYS_MAX_LEN], outbox[KEYS_MAX_LEN];
     if (keys_worker_key(&w->keys, wid, hb, sizeof hb) < 0 ||
-        keys_processing_key(&w->keys, wid, proc, sizeof proc) < 0)
+        keys_processing_key(&w->keys, wid, proc, sizeof proc) < 0 ||
+        keys_outbox_claim_key(&w->keys, wid, claim, sizeof claim) < 0)
         return;   /* a malformed id in the set: not one of ours to touch */
     keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
     keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
     keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
     keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
-    const char *args[] = { hb, proc, workers, jobs, stats, deliveries, wid, mode };
-    rds_script(w->redis, SCRIPT_REAP, cb, w, 6, 8, args, NULL);
+    keys_global_key(&w->keys, KEYS_OUTBOX, outbox, sizeof outbox);
+    const char *args[] = { hb, proc, workers, jobs, stats, deliveries, claim, outbox, wid, mode };
+    rds_script(w->redis, SCRIPT_REAP, cb, w, 8, 10, args, NULL);
 }
 
 static void on_reaped(rds *r, redisReply *reply, void *privdata)
@@ -193,7 +214,8 @@ static void on_drain_check(rds *r, redisReply *reply, void *privdata)
 
 static void check_drained(worker *w)
 {
-    if (!w->drain || w->stopping || w->njobs > 0 || st_backlog(w->store) > 0 || !rds_is_connected(w->redis))
+    if (!w->drain || w->stopping || w->njobs > 0 || st_backlog(w->store) > 0 || !rds_is_connected(w->redis) ||
+        !sink_idle(w))
         return;
     char jobs[KEYS_MAX_LEN], retry[KEYS_MAX_LEN];
     keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
@@ -266,8 +288,9 @@ void wk_kick(worker *w)
 static void on_registered(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
-    (void)reply;
     worker *w = privdata;
+    if (reply == NULL)
+        return;   /* the connection dropped first: on_redis_state registers again */
     heartbeat(w);
     uint64_t lease = w->cfg.lease_ms;
     uv_timer_start(&w->heartbeat_timer, on_heartbeat_timer, lease / 3, lease / 3);
@@ -275,6 +298,8 @@ static void on_registered(rds *r, redisReply *reply, void *privdata)
     uv_timer_start(&w->promote_timer, on_promote_timer, 0, PROMOTE_MS);
     log_info("worker registered", LOG_STR("worker", w->id));
     w->registered = 1;
+    if (w->cfg.pg_url[0] && w->sink == NULL && sink_start(w) < 0)
+        log_error("could not start the postgres sink (out of memory?); results stay in the outbox");
     pop_more(w);
 }
 
@@ -286,6 +311,16 @@ static void register_worker(worker *w)
     keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
     reap_worker(w, w->id, "own", NULL);
     rds_commandf(w->redis, on_registered, w, "SADD %s %s", workers, w->id);
+}
+
+/* Back after an outage: every heartbeat may have expired meanwhile through
+ * no fault of its worker, and our peers reconnect a little before or after
+ * us. Reaping them now would only duplicate their work: give them a lease
+ * to beat again first. */
+static void hold_off_reaper(worker *w)
+{
+    uint64_t lease = w->cfg.lease_ms;
+    uv_timer_start(&w->reaper_timer, on_reaper_timer, lease, lease / 2);
 }
 
 static void on_redis_state(rds *r, int connected, const char *reason, void *ud)
@@ -301,10 +336,14 @@ static void on_redis_state(rds *r, int connected, const char *reason, void *ud)
         pop_more(w);
         return;
     }
-    if (rds_reconnects(r) == 0)
-        register_worker(w);
-    else
-        w->n.redis_reconnects++, heartbeat(w);
+    if (rds_reconnects(r) > 0)
+        w->n.redis_reconnects++;
+    if (!w->registered) {
+        register_worker(w);   /* first connect, or the first one dropped before it was done */
+    } else {
+        heartbeat(w);
+        hold_off_reaper(w);
+    }
     st_on_connected(w->store);
     sched_pump(w);
 }
@@ -329,6 +368,7 @@ static void close_all(worker *w)
     cl_free_all(w);
     http_client_free(w->http);
     w->http = NULL;
+    sink_free(w);
     st_free(w->store);
     w->store = NULL;
     rds_close(w->pop);
@@ -369,10 +409,12 @@ static void stop_step(worker *w)
         if (w->inflight > 0)
             return;
         w->stopping = 2;
+        sched_cancel_queued(w);   /* calls requeued during the grace (401, 429) */
+        sink_stop(w);
         uv_timer_start(&w->grace_timer, on_grace_over, FINAL_WRITE_WAIT_MS, 0);
     }
     if (w->stopping == 2) {
-        int writes_pending = w->store && st_backlog(w->store) > 0;
+        int writes_pending = (w->store && st_backlog(w->store) > 0) || sink_busy(w);
         int redis_up = w->redis && rds_is_connected(w->redis);
         if (writes_pending && redis_up && uv_timer_get_due_in(&w->grace_timer) > 0)
             return;   /* let recorded results land first */

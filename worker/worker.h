@@ -9,6 +9,7 @@
  *             worker, client and shared rate limits; 401 and 429 handling
  *   client.c  per-client state: credentials, shared token, headers
  *   store.c   ordered, replayable Redis script writes that survive outages
+ *   sink.c    the optional PostgreSQL sink: outbox -> table campaigns
  *
  * These files are one program, so they share the structs below; nothing
  * outside worker/ sees them. */
@@ -31,6 +32,7 @@ typedef struct client client;
 typedef struct op op;
 typedef struct held held;
 typedef struct store store;
+typedef struct sink sink;
 
 /* Indices into the script table given to rds (worker.c). */
 enum {
@@ -43,6 +45,16 @@ enum {
     SCRIPT_COUNT
 };
 
+/* Metric dimensions (worker/metrics.c names them). */
+typedef enum { WK_EP_AUTH, WK_EP_LIST, WK_EP_SYNC, WK_EP_COUNT } wk_endpoint;
+/* HTTP outcome: status class 1xx..5xx (index status/100 - 1), or no status. */
+enum { WK_HTTP_TIMEOUT = 5, WK_HTTP_ERROR, WK_HTTP_CLASSES };
+/* Job type: job_type, or WK_JOB_UNPARSED; outcome of a held job. */
+enum { WK_JOB_UNPARSED = JOB_CAMPAIGN + 1, WK_JOB_TYPES };
+typedef enum { WK_JOB_DONE, WK_JOB_RETRIED, WK_JOB_DEAD, WK_JOB_OUTCOMES } wk_job_outcome;
+#define WK_DURATION_BOUNDS 11
+extern const uint64_t wk_duration_bounds_ms[WK_DURATION_BOUNDS];
+
 /* Counters flushed to <prefix>:stats and exported as metrics. */
 typedef struct wk_counters {
     uint64_t http_requests, http_2xx, http_4xx, http_5xx, http_429, http_timeouts, http_errors;
@@ -50,7 +62,10 @@ typedef struct wk_counters {
     uint64_t campaigns_synced, campaigns_retried, campaigns_dead, campaigns_invalid;
     uint64_t jobs_done, jobs_retried, jobs_dead, jobs_recovered, jobs_popped;
     uint64_t redis_reconnects;
-    uint64_t http_ms_sum, http_ms_buckets[12];
+    uint64_t pg_rows_written, pg_rows_dead, pg_batches, pg_reconnects;   /* sink.c */
+    uint64_t http_by[WK_EP_COUNT][WK_HTTP_CLASSES];
+    uint64_t http_ms_sum[WK_EP_COUNT], http_ms_buckets[WK_EP_COUNT][WK_DURATION_BOUNDS + 1];
+    uint64_t jobs_by[WK_JOB_TYPES][WK_JOB_OUTCOMES];   /* [type][outcome] */
 } wk_counters;
 
 struct worker {
@@ -67,6 +82,7 @@ struct worker {
     rds *pop;                /* BLMOVE only */
     http_client *http;
     store *store;
+    sink *sink;              /* NULL unless ADSYNC_PG_URL is set */
 
     client *clients;         /* registry: clients some held job uses */
     held *jobs;              /* jobs held (in our processing list) */
@@ -94,7 +110,7 @@ int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const char *id, int drain)
 void wk_start(worker *w);
 /* Called when work finished somewhere, so popping/draining can move on. */
 void wk_kick(worker *w);
-void wk_count_http(worker *w, const http_result *res);
+void wk_count_http(worker *w, wk_endpoint ep, const http_result *res);
 
 /* ---- store.c: ordered script writes that survive Redis outages ---------- */
 /* done gets the reply (never NULL: transport failures are retried until the
@@ -108,6 +124,21 @@ int st_script(store *s, int script, int nkeys, int argc, const char **argv, cons
               st_done_fn *done, void *ud);
 size_t st_backlog(const store *s);       /* writes not yet confirmed */
 void st_on_connected(store *s);          /* resend what is unconfirmed */
+
+/* ---- sink.c: the PostgreSQL sink (DESIGN.md §10) ------------------------ */
+/* Starts it (after registration, when cfg.pg_url is set): connects, checks
+ * the table, drains the outbox. 0, or -1 when out of memory. */
+int sink_start(worker *w);
+/* Shutdown: claim no more batches; the one in progress may still finish. */
+void sink_stop(worker *w);
+/* A batch is on its way and can make progress (PostgreSQL connected). */
+int sink_busy(const worker *w);
+/* --drain: nothing of ours is left to deliver, or PostgreSQL is unusable
+ * (then what is left stays in the outbox for later). */
+int sink_idle(const worker *w);
+/* Drops the connection; an unacknowledged batch stays in the claim list.
+ * NULL sink is a no-op. */
+void sink_free(worker *w);
 
 /* ---- client.c ---------------------------------------------------------- */
 typedef enum { CL_LOADING, CL_NEED_TOKEN, CL_AUTHING, CL_READY, CL_FAILED } cl_state;
@@ -201,6 +232,7 @@ struct held {
     /* client jobs */
     unsigned next_page;      /* next page to request */
     int list_pending;        /* a list op queued or in flight */
+    struct page_ctx *page_write;  /* a listed page whose write is queued (owned: freed on release) */
     int listing_done;
     int list_failed;
     char list_error[512];
@@ -217,5 +249,15 @@ struct held {
  * starts the job, or buries it. */
 void fl_start(worker *w, char *elem, size_t len);
 void fl_free_all(worker *w);
+
+/* ---- metrics.c: /metrics and /healthz on ADSYNC_METRICS_ADDR -------------- */
+typedef struct wm_endpoint wm_endpoint;
+
+/* Binds addr before the loop runs (NULL with err filled when it cannot: the
+ * caller exits 78). w is borrowed and read only from callbacks, so it may be
+ * set up after this call. The endpoint never keeps uv_run going: once the
+ * worker has stopped, call wm_close and run the loop once more. */
+wm_endpoint *wm_open(uv_loop_t *loop, worker *w, const cfg_hostport *addr, char *err, size_t errlen);
+void wm_close(wm_endpoint *m);   /* NULL is a no-op */
 
 #endif

@@ -20,7 +20,8 @@
 --   elem, job_id      a job element to remove from the processing list
 --   disposition      "retry": the client job itself goes back to the retry zset
 --                     (job, due) keeping its cursor
---   outbox            "1": append stored campaigns to the outbox
+--   outbox, client    "1" and the client id: append each stored campaign to the
+--                     outbox as {"client":…,"campaign":<stored>} (PostgreSQL sink)
 -- Returns {run state, positions (1-based) of page ids that still need a sync...}.
 
 local a, ids = {}, {}
@@ -85,7 +86,9 @@ end
 
 if a.outcome == 'synced' then
   redis.call('HSET', KEYS[3], a.campaign, a.stored)
-  if a.outbox == '1' then redis.call('RPUSH', KEYS[10], a.stored) end
+  if a.outbox == '1' then
+    redis.call('RPUSH', KEYS[10], '{"client":' .. cjson.encode(a.client) .. ',"campaign":' .. a.stored .. '}')
+  end
   if transition(a.campaign, 'synced') then redis.call('HINCRBY', KEYS[4], 'campaigns_synced', 1) end
 elseif a.outcome == 'retry' and held then
   if transition(a.campaign, 'retrying') then

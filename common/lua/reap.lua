@@ -4,10 +4,13 @@
 -- expired (the check is inside, so racing reapers move each job once); by a
 -- worker at start for its own id (jobs left by a crash of the same id); and at
 -- graceful shutdown, where deliveries are given back because the job did not
--- fail.
+-- fail. In every mode the worker's PostgreSQL sink claim list goes back to
+-- the head of the outbox (its batch was not acknowledged, so it may not have
+-- been committed; writing it twice is harmless).
 --
 -- KEYS[1] heartbeat key   KEYS[2] processing list   KEYS[3] workers set
 -- KEYS[4] jobs list       KEYS[5] stats hash        KEYS[6] deliveries hash
+-- KEYS[7] outbox claim list                         KEYS[8] outbox list
 -- ARGV[1] worker id       ARGV[2] mode: dead | own | graceful
 -- Returns the number of jobs moved, or -1 if the worker is alive.
 
@@ -21,11 +24,15 @@ while true do
   moved = moved + 1
   if mode == 'graceful' then
     local ok, decoded = pcall(cjson.decode, job)
-    if ok and type(decoded) == 'table' and type(decoded.id) == 'string' then
-      redis.call('HINCRBY', KEYS[6], decoded.id, -1)
+    -- Never below zero: a job popped while we were stopping was never counted.
+    if ok and type(decoded) == 'table' and type(decoded.id) == 'string' and
+        redis.call('HINCRBY', KEYS[6], decoded.id, -1) <= 0 then
+      redis.call('HDEL', KEYS[6], decoded.id)
     end
   end
 end
+
+while redis.call('LMOVE', KEYS[7], KEYS[8], 'RIGHT', 'LEFT') do end
 
 if mode ~= 'own' then
   redis.call('SREM', KEYS[3], ARGV[1])

@@ -141,6 +141,8 @@ static void rejects_bad_urls(void **state)
     expect_rejected("ADSYNC_METRICS_ADDR", "9100", "host:port");
     expect_rejected("ADSYNC_METRICS_ADDR", "localhost:http", "port");
     expect_rejected("ADSYNC_PG_URL", "mysql://x", "postgresql://");
+    expect_rejected("ADSYNC_PG_URL", "postgresql://h/db?bogus_option=1", "libpq cannot parse");
+    expect_rejected("ADSYNC_PG_BATCH_ROWS", "5001", "out of range");
 }
 
 static void other_bad_values(void **state)
@@ -168,11 +170,15 @@ static void url_passwords_never_echoed(void **state)
         assert_int_equal(load(kv, &c, err), -1);
         assert_null(strstr(err, "hunter2"));
     }
-    const char *kv[] = { "ADSYNC_PG_URL", "pg://me:hunter2secret@db/x", NULL };
-    cfg c;
-    char err[CFG_ERR_LEN];
-    assert_int_equal(load(kv, &c, err), -1);
-    assert_null(strstr(err, "hunter2"));
+    const char *pg[] = { "pg://me:hunter2secret@db/x", "postgresql://me:hunter2secret@db/x?bogus=1",
+                         "postgresql://me:hunter2secret@[::1/x" };
+    for (size_t i = 0; i < 3; i++) {
+        const char *kv[] = { "ADSYNC_PG_URL", pg[i], NULL };
+        cfg c;
+        char err[CFG_ERR_LEN];
+        assert_int_equal(load(kv, &c, err), -1);
+        assert_null(strstr(err, "hunter2"));
+    }
 }
 
 static void required_and_typed_getters(void **state)

@@ -76,6 +76,9 @@ static void run_worker_processing_keys(void **state)
     assert_string_equal(buf, "adsync:processing:host-1:42");
     keys_worker_key(&k, "host-1:42", buf, sizeof buf);
     assert_string_equal(buf, "adsync:worker:host-1:42");
+    keys_outbox_claim_key(&k, "host-1:42", buf, sizeof buf);
+    assert_string_equal(buf, "adsync:outbox:host-1:42");
+    assert_int_equal(keys_outbox_claim_key(&k, "a b", buf, sizeof buf), -1);
     assert_int_equal(keys_run_key(&k, "bad id", buf, sizeof buf), -1);
     assert_int_equal(keys_worker_key(&k, "", buf, sizeof buf), -1);
 }
