@@ -30,6 +30,7 @@ typedef struct write {
 struct store {
     worker *w;
     write *head, *tail;
+    write *cursor;           /* every write before it is sent: flush starts here */
     size_t count, inflight;
     uv_timer_t retry_timer;
     int error_logged;
@@ -120,6 +121,8 @@ static void unlink_write(store *s, write *wr)
     *pp = wr->next;
     if (s->tail == wr)
         s->tail = prev;
+    if (s->cursor == wr)
+        s->cursor = wr->next;
     s->count--;
 }
 
@@ -129,7 +132,10 @@ static void on_reply(rds *r, redisReply *reply, void *privdata)
     write *wr = privdata;
     store *s = wr->store;
     s->inflight--;
-    wr->sent = 0;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        wr->sent = 0;
+        s->cursor = s->head;   /* rare: something must be sent again */
+    }
     if (reply == NULL)
         return;   /* connection gone: resent by st_on_connected */
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -155,16 +161,17 @@ static void on_reply(rds *r, redisReply *reply, void *privdata)
 static void flush(store *s)
 {
     rds *r = s->w->redis;
-    for (write *wr = s->head; wr && s->inflight < ST_WINDOW; wr = wr->next) {
+    write *wr = s->cursor;
+    for (; wr && s->inflight < ST_WINDOW; wr = wr->next) {
         if (wr->sent)
             continue;
-        if (!rds_is_connected(r))
-            return;
-        if (rds_script(r, (size_t)wr->script, on_reply, wr, wr->nkeys, wr->argc, wr->argv, wr->lens) < 0)
-            return;
+        if (!rds_is_connected(r) ||
+            rds_script(r, (size_t)wr->script, on_reply, wr, wr->nkeys, wr->argc, wr->argv, wr->lens) < 0)
+            break;
         wr->sent = 1;
         s->inflight++;
     }
+    s->cursor = wr;
 }
 
 int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
@@ -180,6 +187,8 @@ int st_script(store *s, int script, int nkeys, int argc, const char **argv, cons
     else
         s->head = wr;
     s->tail = wr;
+    if (s->cursor == NULL)
+        s->cursor = wr;
     s->count++;
     flush(s);
     return 0;
