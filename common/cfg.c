@@ -117,8 +117,11 @@ static int parse_authority(const char *name, const char *s, size_t n, int defaul
     for (size_t i = 0; i < hlen; i++)
         if (!isalnum((unsigned char)s[i]) && !strchr(".-_[]:", s[i]))
             return errbuf_set(err, errlen, "%s: the host has an invalid character", name);
-    memcpy(host, s, hlen);
-    host[hlen] = '\0';
+    /* An IPv6 literal is kept without its brackets: that is what
+     * getaddrinfo and connect want. */
+    size_t skip = s[0] == '[' ? 1 : 0;
+    memcpy(host, s + skip, hlen - 2 * skip);
+    host[hlen - 2 * skip] = '\0';
     *port = default_port;
     if (colon == NULL)
         return 0;

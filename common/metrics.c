@@ -467,27 +467,16 @@ static void on_connection(uv_stream_t *listener, int status)
 
 /* ---- listening ------------------------------------------------------------------ */
 
-/* "[::1]" -> "::1"; anything else as is. */
-static void strip_brackets(const char *host, char *out, size_t outlen)
-{
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
-        snprintf(out, outlen, "%.*s", (int)(n - 2), host + 1);
-    else
-        snprintf(out, outlen, "%s", host);
-}
-
 /* A listening, non-blocking socket on the first address of host:port that
  * binds; -1 with err filled. */
 static int bind_listen(const cfg_hostport *addr, char *err, size_t errlen)
 {
-    char host[sizeof addr->host], port[8];
-    strip_brackets(addr->host, host, sizeof host);
+    char port[8];
     snprintf(port, sizeof port, "%d", addr->port);
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai = NULL;
-    int rc = getaddrinfo(host, port, &hints, &ai);
+    int rc = getaddrinfo(addr->host, port, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve host '%s': %s", host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve host '%s': %s", addr->host, gai_strerror(rc));
         return -1;
     }
     int fd = -1, last_errno = EADDRNOTAVAIL;

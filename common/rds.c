@@ -61,7 +61,6 @@ struct rds_req {
 struct rds {
     uv_loop_t *loop;
     cfg_redis_url url;
-    char host[sizeof ((cfg_redis_url *)0)->host];  /* url.host without IPv6 brackets */
     char name[32];               /* opt->name, for a debugger; the owner logs */
     uint64_t connect_timeout_ms;
     uint64_t command_timeout_ms;
@@ -109,16 +108,6 @@ static int is_ip_literal(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
-/* cfg keeps an IPv6 host as "[::1]"; sockets want "::1". */
-static void strip_brackets(const char *host, char *out, size_t outlen)
-{
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
-        snprintf(out, outlen, "%.*s", (int)(n - 2), host + 1);
-    else
-        snprintf(out, outlen, "%s", host);
 }
 
 /* Commands whose replies do not map one-to-one onto callbacks: hiredis 0.14
@@ -432,7 +421,7 @@ static void maybe_free(rds *r)
 static void resolve_failed(rds *r, int status)
 {
     char reason[RDS_REASON_LEN];
-    snprintf(reason, sizeof reason, "cannot resolve %.100s: %s", r->host, uv_strerror(status));
+    snprintf(reason, sizeof reason, "cannot resolve %.100s: %s", r->url.host, uv_strerror(status));
     conn_down(r, reason);
 }
 
@@ -457,15 +446,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void attempt_start(rds *r)
 {
-    if (is_ip_literal(r->host)) {
-        connect_to(r, r->host);
+    if (is_ip_literal(r->url.host)) {
+        connect_to(r, r->url.host);
         return;
     }
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    int rc = uv_getaddrinfo(r->loop, &r->gai, on_resolved, r->host, NULL, &hints);
+    int rc = uv_getaddrinfo(r->loop, &r->gai, on_resolved, r->url.host, NULL, &hints);
     if (rc < 0) {
         resolve_failed(r, rc);
         return;
@@ -664,7 +653,6 @@ static void rds_configure(rds *r, uv_loop_t *loop, const rds_options *opt)
 {
     r->loop = loop;
     r->url = *opt->url;
-    strip_brackets(r->url.host, r->host, sizeof r->host);
     snprintf(r->name, sizeof r->name, "%s", opt->name ? opt->name : "redis");
     r->connect_timeout_ms = or_default(opt->connect_timeout_ms, 2000);
     r->command_timeout_ms = opt->command_timeout_ms;

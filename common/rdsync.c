@@ -58,16 +58,6 @@ static struct timeval ms_to_tv(unsigned ms)
     return tv;
 }
 
-/* "[::1]" (as cfg keeps an IPv6 host) -> "::1" for getaddrinfo. */
-static void strip_brackets(const char *host, char *out, size_t outlen)
-{
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']')
-        snprintf(out, outlen, "%.*s", (int)(n - 2), host + 1);
-    else
-        snprintf(out, outlen, "%s", host);
-}
-
 /* Runs a setup command (AUTH, SELECT) and checks for an OK status. The
  * error names only what (never the arguments, which may hold a password). */
 static int setup_command(redisContext *c, const rdsync_cmd *cmd, const char *what,
@@ -112,9 +102,7 @@ static int select_db(redisContext *c, const cfg_redis_url *url, char *err, size_
 redisContext *rdsync_connect(const cfg_redis_url *url, unsigned connect_ms, unsigned command_ms,
                              char *err, size_t errlen)
 {
-    char host[sizeof url->host];
-    strip_brackets(url->host, host, sizeof host);
-    redisContext *c = redisConnectWithTimeout(host, url->port, ms_to_tv(connect_ms));
+    redisContext *c = redisConnectWithTimeout(url->host, url->port, ms_to_tv(connect_ms));
     if (c == NULL) {
         set_err(err, errlen, "Redis at %s:%d: out of memory", url->host, url->port);
         return NULL;

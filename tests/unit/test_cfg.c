@@ -212,7 +212,7 @@ static void url_forms(void **state)
     assert_int_equal(cfg_parse_redis_url("R", "redis://localhost", &r, err, sizeof err), 0);
     assert_int_equal(r.port, 6379);
     assert_int_equal(cfg_parse_redis_url("R", "redis://:pw@[::1]:7001/2", &r, err, sizeof err), 0);
-    assert_string_equal(r.host, "[::1]");
+    assert_string_equal(r.host, "::1");
     assert_string_equal(r.password, "pw");
     assert_string_equal(r.user, "");
     assert_int_equal(r.port, 7001);
