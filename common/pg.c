@@ -238,6 +238,19 @@ static void drop_conn(pg_conn *pg)
     pg->broken[0] = '\0';
 }
 
+/* The query in flight, if any, ends with a NULL result: its callback runs
+ * exactly once, as pg.h promises. */
+static void fail_query(pg_conn *pg)
+{
+    pg_result_fn *cb;
+    void *privdata;
+    PGresult *res;
+    take_query(pg, &cb, &privdata, &res);
+    PQclear(res);
+    if (cb)
+        cb(pg, NULL, privdata);
+}
+
 /* Any failure: drop the connection, answer the query in flight with NULL,
  * say "down" once, try again after the backoff. */
 static void fail(pg_conn *pg, const char *reason)
@@ -246,13 +259,7 @@ static void fail(pg_conn *pg, const char *reason)
     pg->phase = PG_WAITING;
     uv_timer_start(&pg->timer, on_timer, pg->backoff_ms, 0);
     pg->backoff_ms = pg->backoff_ms * 2 > pg->reconnect_max_ms ? pg->reconnect_max_ms : pg->backoff_ms * 2;
-    pg_result_fn *cb;
-    void *privdata;
-    PGresult *res;
-    take_query(pg, &cb, &privdata, &res);
-    PQclear(res);
-    if (cb)
-        cb(pg, NULL, privdata);
+    fail_query(pg);
     report(pg, 0, reason);
 }
 
@@ -548,12 +555,6 @@ void pg_close(pg_conn *pg)
     pg->closing = 1;
     uv_timer_stop(&pg->timer);
     drop_conn(pg);
-    pg_result_fn *cb;
-    void *privdata;
-    PGresult *res;
-    take_query(pg, &cb, &privdata, &res);
-    PQclear(res);
-    if (cb)
-        cb(pg, NULL, privdata);
+    fail_query(pg);
     uv_close((uv_handle_t *)&pg->timer, on_timer_closed);
 }

@@ -14,23 +14,17 @@
   client), so nothing is built; the runtime stage's package set is checked
   against the shared libraries the built programs really load.
 
-Needs python3-yaml (Debian; deploy/install-deps.sh test): when the running
-interpreter lacks it, the test re-runs itself under /usr/bin/python3."""
-import os
-import sys
-
-try:
-    import yaml
-except ImportError:
-    if sys.executable != "/usr/bin/python3" and os.access("/usr/bin/python3", os.X_OK):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    raise
-
+Needs python3-yaml (Debian; deploy/install-deps.sh test); ctest runs it with
+Debian's /usr/bin/python3."""
 import glob
+import os
 import re
 import shutil
 import subprocess
+import sys
 import unittest
+
+import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BIN_DIR, RespClient, TempDir, binpath, free_port, spawn, wait_until  # noqa: E402

@@ -5,25 +5,18 @@ mock counted in /admin/stats. /healthz turns 503 while redis-server is down
 and 200 again when it is back. A bad or busy ADSYNC_METRICS_ADDR is a
 config error (exit 78) before Redis is touched.
 
-Needs python3-prometheus-client (Debian; deploy/install-deps.sh test): when
-the interpreter running this lacks it (a pyenv python first on PATH), the
-test re-runs itself under /usr/bin/python3."""
+Needs python3-prometheus-client (Debian; deploy/install-deps.sh test); ctest
+runs it with Debian's /usr/bin/python3."""
 import os
+import re
 import socket
 import sys
-
-try:
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:
-    if sys.executable != "/usr/bin/python3" and os.access("/usr/bin/python3", os.X_OK):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    raise
-
-import re
 import time
 import unittest
 import urllib.error
 import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Mock, Redis, Worker, binpath, free_port, spawn, wait_until  # noqa: E402
