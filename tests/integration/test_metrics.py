@@ -19,7 +19,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Mock, Redis, Worker, binpath, free_port, spawn, wait_until  # noqa: E402
+from harness import binpath, free_port, spawn, wait_until  # noqa: E402
 import workerlib as wl  # noqa: E402
 
 ENDPOINTS = ("auth", "list", "sync")
@@ -74,34 +74,17 @@ def mock_requests_by_class(stats):
     return out
 
 
-class MetricsTest(unittest.TestCase):
-    def setUp(self):
-        self.redis = Redis()
-        self.mock = None
-        self.workers = []
-
-    def tearDown(self):
-        for w in self.workers:
-            w.close()
-        if self.mock:
-            self.mock.close()
-        self.redis.close()
-
-    def start_worker(self, env):
-        w = Worker(env)
-        self.workers.append(w)
-        return w
-
+class MetricsTest(wl.SystemTest):
     def test_counters_match_the_mock_and_healthz_follows_redis(self):
-        self.mock = Mock("--clients", 2, "--campaigns", 60, "--sync-latency-ms", 10,
-                         "--fail-every", 3, "--hang-every", 4, "--error-rate", 0.1,
-                         "--rate-limit", 15, "--rate-window-ms", 1000, "--seed", 11)
+        self.platform = self.mock("--clients", 2, "--campaigns", 60, "--sync-latency-ms", 10,
+                                  "--fail-every", 3, "--hang-every", 4, "--error-rate", 0.1,
+                                  "--rate-limit", 15, "--rate-window-ms", 1000, "--seed", 11)
         ids = wl.register_clients(self.redis, 2)
         port = free_port()
-        env = wl.fast_env(self.redis, self.mock, ADSYNC_MAX_ATTEMPTS=30,
+        env = wl.fast_env(self.redis, self.platform, ADSYNC_MAX_ATTEMPTS=30,
                           ADSYNC_METRICS_ADDR=f"127.0.0.1:{port}")
         wl.sync_all(env)
-        w = self.start_worker(env)
+        w = self.worker(env)
         wait_until(lambda: self._answers(port), 10, "the metrics endpoint")
 
         # A client that connects and says nothing must not hold anyone up.
@@ -113,7 +96,7 @@ class MetricsTest(unittest.TestCase):
             # Mid-run, the platform forgets every token: 401s, then new logins.
             wait_until(lambda: value(scrape(port)[0], "adsync_campaigns_total", outcome="synced") >= 10,
                        60, "some campaigns synced", interval=0.05)
-            self.assertEqual(self.mock.request("POST", "/admin/revoke-tokens")[0], 200)
+            self.assertEqual(self.platform.request("POST", "/admin/revoke-tokens")[0], 200)
             wl.wait_runs_done(self.redis, ids, 120)
         finally:
             silent.close()
@@ -127,7 +110,7 @@ class MetricsTest(unittest.TestCase):
                          value(s, "adsync_store_pending_writes") == 0) else None
         s = wait_until(settled, 20, "the worker to go idle", interval=0.2)
         _, families = scrape(port)
-        self.check_against_mock(s, self.mock.stats())
+        self.check_against_mock(s, self.platform.stats())
         self.check_jobs(s)
         self.assertEqual(families["adsync_http_request_duration_seconds"], "histogram")
         self.check_depths(port)

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Mock, Redis, Worker, binpath, enqueue, spawn, wait_until  # noqa: E402
+from harness import binpath, enqueue, spawn, wait_until  # noqa: E402
 import pglib  # noqa: E402
 import workerlib as wl  # noqa: E402
 
@@ -33,7 +33,7 @@ HOSTILE = {
 }
 
 
-class PgSinkTest(unittest.TestCase):
+class PgSinkTest(wl.SystemTest):
     @classmethod
     def setUpClass(cls):
         cls.pg = pglib.Postgres()
@@ -44,30 +44,12 @@ class PgSinkTest(unittest.TestCase):
         cls.pg.close()
 
     def setUp(self):
-        self.redis = Redis()
-        self.mocks, self.workers = [], []
+        super().setUp()
         PgSinkTest.dbs += 1
         self.db = f"t{PgSinkTest.dbs}"
         self.url = self.pg.create_db(self.db)
 
-    def tearDown(self):
-        for w in self.workers:
-            w.close()
-        for m in self.mocks:
-            m.close()
-        self.redis.close()
-
     # ---- helpers ------------------------------------------------------------
-
-    def mock(self, *flags):
-        m = Mock(*flags)
-        self.mocks.append(m)
-        return m
-
-    def worker(self, env, *args):
-        w = Worker(env, *args)
-        self.workers.append(w)
-        return w
 
     def env(self, mock, **extra):
         return wl.fast_env(self.redis, mock, ADSYNC_PG_URL=self.url, **extra)

@@ -8,7 +8,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Mock, Redis, Worker, enqueue  # noqa: E402
+from harness import Mock, enqueue  # noqa: E402
 import workerlib as wl  # noqa: E402
 
 LIMIT, WINDOW_MS = 20, 1000
@@ -24,27 +24,19 @@ def status_count(stats, cid, status):
     return sum(req.get(ep, {}).get(status, 0) for ep in ("list", "sync"))
 
 
-class RateLimitTest(unittest.TestCase):
-    def setUp(self):
-        self.redis = Redis()
-        self.mock = None
-        self.workers = []
+def limited_mock_flags(clients, campaigns, latency_ms):
+    return ("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", latency_ms,
+            "--rate-limit", LIMIT, "--rate-window-ms", WINDOW_MS, "--fail-every", 0, "--hang-every", 0)
 
-    def tearDown(self):
-        for w in self.workers:
-            w.close()
-        if self.mock:
-            self.mock.close()
-        self.redis.close()
 
-    def start(self, accounts_or_clients, campaigns, workers, latency_ms=0, **extra):
-        self.mock = Mock("--clients", accounts_or_clients, "--campaigns", campaigns,
-                         "--sync-latency-ms", latency_ms, "--rate-limit", LIMIT,
-                         "--rate-window-ms", WINDOW_MS, "--fail-every", 0, "--hang-every", 0)
-        ids = wl.register_clients(self.redis, accounts_or_clients)
-        env = wl.fast_env(self.redis, self.mock, ADSYNC_RATE_LIMIT_PER_MIN=LIMIT,
+class RateLimitTest(wl.SystemTest):
+    def start(self, clients, campaigns, workers, latency_ms=0, **extra):
+        self.platform = self.mock(*limited_mock_flags(clients, campaigns, latency_ms))
+        ids = wl.register_clients(self.redis, clients)
+        env = wl.fast_env(self.redis, self.platform, ADSYNC_RATE_LIMIT_PER_MIN=LIMIT,
                           ADSYNC_RATE_WINDOW_MS=WINDOW_MS, **extra)
-        self.workers = [Worker(env) for _ in range(workers)]
+        for _ in range(workers):
+            self.worker(env)
         return ids, env
 
     def run_seconds(self, cid, ms_field="finished_at"):
@@ -56,7 +48,7 @@ class RateLimitTest(unittest.TestCase):
         ids, env = self.start(4, 200, 3)
         wl.sync_all(env)
         wl.wait_runs_done(self.redis, ids, 90)
-        stats = self.mock.stats()["clients"]
+        stats = self.platform.stats()["clients"]
         total = sum(api_requests(stats, cid) for cid in ids)
         too_many = sum(status_count(stats, cid, "429") for cid in ids)
         self.assertLessEqual(too_many, 0.01 * total, f"{too_many} 429s of {total} requests")
@@ -73,7 +65,7 @@ class RateLimitTest(unittest.TestCase):
         ids, env = self.start(5, 30, 3)
         wl.sync_all(env)
         wl.wait_runs_done(self.redis, ids, 60)
-        stats = self.mock.stats()["clients"]
+        stats = self.platform.stats()["clients"]
         for cid in ids:
             self.assertEqual(stats[cid]["requests"]["auth"], {"200": 1}, cid)
 
@@ -90,9 +82,7 @@ class RateLimitTest(unittest.TestCase):
         alone = self.run_seconds("client_2")
         # client_1 becomes the big one: its api_url points at a second mock
         # whose client_1 has 2,000 campaigns (same credentials).
-        big_mock = Mock("--clients", 1, "--campaigns", 2000, "--sync-latency-ms", 20,
-                        "--rate-limit", LIMIT, "--rate-window-ms", WINDOW_MS,
-                        "--fail-every", 0, "--hang-every", 0)
+        big_mock = Mock(*limited_mock_flags(1, 2000, 20))
         try:
             self.redis.cmd("HSET", "adsync:client:client_1", "api_url", big_mock.url)
             self.assertEqual(enqueue(["sync", "client_1"], env).returncode, 0)

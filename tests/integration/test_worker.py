@@ -2,39 +2,17 @@
 (issue: the end-to-end paginated sync). Tests A, B and C of the issue plus
 bad configuration and bad jobs."""
 import os
-import re
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Mock, Redis, Worker, adsync_env, binpath, spawn, wait_until  # noqa: E402
+from harness import binpath, spawn  # noqa: E402
 import workerlib as wl  # noqa: E402
 
 
-class WorkerTest(unittest.TestCase):
-    def setUp(self):
-        self.redis = Redis()
-        self.mocks, self.workers = [], []
-
-    def tearDown(self):
-        for w in self.workers:
-            w.close()
-        for m in self.mocks:
-            m.close()
-        self.redis.close()
-
-    def mock(self, *flags):
-        m = Mock(*flags)
-        self.mocks.append(m)
-        return m
-
-    def worker(self, env, *args):
-        w = Worker(env, *args)
-        self.workers.append(w)
-        return w
-
+class WorkerTest(wl.SystemTest):
     def test_a_faults_on_everything_synced(self):
         """A: 3 clients x 250, 503 every 5th list, hang every 10th, 20% 500s,
         5% malformed; two draining workers sync everything."""

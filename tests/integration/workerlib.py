@@ -2,8 +2,41 @@
 in Redis, enqueue runs, run workers, and check DESIGN.md §4's invariant."""
 import json
 import time
+import unittest
 
-from harness import Worker, adsync_env, enqueue, wait_until
+from harness import Mock, Redis, Worker, adsync_env, enqueue, wait_until
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+class SystemTest(unittest.TestCase):
+    """A real redis-server per test, plus the mocks and workers the test
+    starts with mock() and worker(); all stopped in tearDown, which also
+    fails the test if a worker's log holds a sanitizer report."""
+    redis_aof = False
+
+    def setUp(self):
+        self.redis = Redis(appendonly=self.redis_aof)
+        self.mocks, self.workers = [], []
+
+    def tearDown(self):
+        reports = [w.log() for w in self.workers if any(m in w.log() for m in SANITIZER_MARKS)]
+        for w in self.workers:
+            w.close()
+        for m in self.mocks:
+            m.close()
+        self.redis.close()
+        self.assertEqual(reports, [], "sanitizer reports in worker logs")
+
+    def mock(self, *flags):
+        m = Mock(*flags)
+        self.mocks.append(m)
+        return m
+
+    def worker(self, env, *args):
+        w = Worker(env, *args)
+        self.workers.append(w)
+        return w
 
 
 def register_clients(redis, n, prefix="adsync", api_url=None):
