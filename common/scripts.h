@@ -17,5 +17,6 @@ extern const char script_bury[];             /* a held job -> dead letters, run 
 extern const char script_cad[];              /* compare-and-delete (tokens, locks, active_run) */
 extern const char script_outbox_claim[];     /* PostgreSQL sink: outbox -> this worker's claim list */
 extern const char script_outbox_ack[];       /* PostgreSQL sink: after COMMIT, drop the claim, bury refused rows */
+extern const char script_unpop[];            /* one element of a processing list -> jobs, if still there */
 
 #endif

@@ -131,10 +131,14 @@ class Round:
         return f"{self.prefix}:{rest}"
 
     def finished(self):
+        """Every run ended and nothing left to do: a retry that a duplicate
+        delivery made redundant still runs (and changes nothing)."""
+        r = self.redis
         try:
-            return all(wl.last_run(self.redis, c, self.prefix)[1].get("state") in ("done", "failed")
-                       for c in self.ids)
-        except OSError:
+            return (all(wl.last_run(r, c, self.prefix)[1].get("state") in ("done", "failed") for c in self.ids)
+                    and r.cmd("LLEN", self.k("jobs")) == 0 and r.cmd("ZCARD", self.k("retry")) == 0
+                    and all(r.cmd("LLEN", key) == 0 for key in r.cmd("KEYS", self.k("processing:*"))))
+        except (OSError, RedisError):
             return False
 
     def check(self):
@@ -178,7 +182,7 @@ class Round:
             raise RoundFailed(f"enqueue failed: {r.stderr}")
         self.chaos(self.rng.randint(3, 6))
         try:
-            wait_until(self.finished, 120, "every run to end", interval=0.2)
+            wait_until(self.finished, 120, "every run to end and every queue to empty", interval=0.2)
         except AssertionError as e:
             raise RoundFailed(str(e))
         for w in self.workers:

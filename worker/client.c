@@ -321,6 +321,15 @@ static void authenticate(client *c)
     set_state(c, CL_AUTHING);
 }
 
+/* No token yet (another worker is logging in) or no answer from Redis: look
+ * again later. Back to NEED_TOKEN first, or the timer would find the client
+ * still "authing", and nothing would ever ask again. */
+static void token_retry_later(client *c, uint64_t ms)
+{
+    c->state = CL_NEED_TOKEN;
+    cl_arm_timer(c, ms);
+}
+
 static void on_authlock(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
@@ -329,7 +338,7 @@ static void on_authlock(rds *r, redisReply *reply, void *privdata)
     if (reply && reply->type == REDIS_REPLY_STATUS)
         authenticate(c);                  /* we hold the lock */
     else
-        cl_arm_timer(c, CL_TOKEN_POLL_MS); /* somebody else is logging in */
+        token_retry_later(c, CL_TOKEN_POLL_MS); /* somebody else is logging in */
     free_if_unused(c);
 }
 
@@ -354,9 +363,9 @@ static void on_shared_token(rds *r, redisReply *reply, void *privdata)
                          CL_AUTHLOCK_MS) == 0)
             c->pending_io++;
         else
-            cl_arm_timer(c, CL_RELOAD_MS);
+            token_retry_later(c, CL_RELOAD_MS);
     } else {
-        cl_arm_timer(c, CL_RELOAD_MS);   /* Redis away: try again later */
+        token_retry_later(c, CL_RELOAD_MS);   /* Redis away */
     }
     free_if_unused(c);
 }

@@ -32,6 +32,7 @@ static const char *const script_table[SCRIPT_COUNT] = {
     [SCRIPT_PROGRESS] = script_progress, [SCRIPT_RATELIMIT] = script_ratelimit,
     [SCRIPT_PROMOTE] = script_promote,   [SCRIPT_REAP] = script_reap,
     [SCRIPT_BURY] = script_bury,         [SCRIPT_CAD] = script_cad,
+    [SCRIPT_UNPOP] = script_unpop,
 };
 
 static void pop_more(worker *w);
@@ -239,6 +240,69 @@ static void on_housekeeping(uv_timer_t *t)
 
 /* ---- popping ----------------------------------------------------------------- */
 
+/* A BLMOVE that Redis ran but whose reply was lost with the connection (or
+ * the server) leaves a job in our processing list that we do not hold, and
+ * nobody would run it while we live. So once the pop connection is back,
+ * before it pops again, whatever in that list no held job accounts for goes
+ * back to the queue. Held jobs are matched by their exact bytes, each one
+ * accounting for one element. */
+static int is_held(worker *w, const redisReply *e, unsigned char *claimed)
+{
+    size_t i = 0;
+    for (held *h = w->jobs; h; h = h->next, i++) {
+        if (!claimed[i] && h->elem_len == e->len && memcmp(h->elem, e->str, e->len) == 0) {
+            claimed[i] = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int unpop(worker *w, const redisReply *e)
+{
+    char jobs[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    const char *args[] = { w->processing_key, jobs, e->str };
+    size_t lens[] = { strlen(w->processing_key), strlen(jobs), e->len };
+    return rds_script(w->redis, SCRIPT_UNPOP, NULL, NULL, 2, 3, args, lens);
+}
+
+static void on_own_list(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    unsigned char *claimed = calloc(w->njobs + 1, 1);
+    w->orphan_check = 1;   /* asked again by pop_more unless all goes well */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || claimed == NULL) {
+        free(claimed);
+        return;
+    }
+    long long orphans = 0;
+    int failed = 0;
+    for (size_t i = 0; i < reply->elements && !failed; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_STRING || is_held(w, e, claimed))
+            continue;
+        failed = unpop(w, e) < 0;
+        orphans += !failed;
+    }
+    free(claimed);
+    if (orphans > 0)
+        log_warn("handed back jobs whose pop reply was lost", LOG_INT("jobs", orphans));
+    if (failed)
+        return;
+    w->orphan_check = 0;
+    pop_more(w);
+}
+
+static void check_orphans(worker *w)
+{
+    if (w->orphan_check == 2)
+        return;   /* asked already */
+    if (rds_commandf(w->redis, on_own_list, w, "LRANGE %s 0 -1", w->processing_key) == 0)
+        w->orphan_check = 2;
+}
+
 static void on_popped(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
@@ -261,6 +325,10 @@ static void pop_more(worker *w)
 {
     if (w->stopping || !w->registered || w->pop == NULL || !rds_is_connected(w->pop))
         return;
+    if (w->orphan_check) {
+        check_orphans(w);   /* popping resumes once it is done */
+        return;
+    }
     char jobs[KEYS_MAX_LEN], timeout[8];
     keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
     snprintf(timeout, sizeof timeout, "%d", POP_TIMEOUT_S);
@@ -333,6 +401,8 @@ static void on_redis_state(rds *r, int connected, const char *reason, void *ud)
     }
     log_info("redis connected", LOG_STR("connection", which));
     if (r == w->pop) {
+        if (rds_reconnects(r) > 0)
+            w->orphan_check = 1;   /* see check_orphans */
         pop_more(w);
         return;
     }
@@ -350,6 +420,18 @@ static void on_redis_state(rds *r, int connected, const char *reason, void *ud)
 
 /* ---- shutdown ---------------------------------------------------------------- */
 
+/* Frees what callbacks may still point at, once libuv closes the last
+ * handle: by then every Redis callback has run (with NULL) and every HTTP
+ * request has been aborted. */
+static void on_final_close(uv_handle_t *h)
+{
+    worker *w = h->data;
+    fl_free_all(w);
+    cl_free_all(w);
+    st_free(w->store);
+    w->store = NULL;
+}
+
 static void close_all(worker *w)
 {
     if (w->closed)
@@ -358,23 +440,19 @@ static void close_all(worker *w)
     uv_handle_t *handles[] = {
         (uv_handle_t *)&w->heartbeat_timer, (uv_handle_t *)&w->reaper_timer,
         (uv_handle_t *)&w->promote_timer,   (uv_handle_t *)&w->housekeeping_timer,
-        (uv_handle_t *)&w->grace_timer,     (uv_handle_t *)&w->sigterm,
-        (uv_handle_t *)&w->sigint,
+        (uv_handle_t *)&w->sigterm,         (uv_handle_t *)&w->sigint,
     };
     for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
         if (!uv_is_closing(handles[i]))
             uv_close(handles[i], NULL);
-    fl_free_all(w);
-    cl_free_all(w);
     http_client_free(w->http);
     w->http = NULL;
     sink_free(w);
-    st_free(w->store);
-    w->store = NULL;
     rds_close(w->pop);
     w->pop = NULL;
     rds_close(w->redis);
     w->redis = NULL;
+    uv_close((uv_handle_t *)&w->grace_timer, on_final_close);
 }
 
 static void on_handed_back(rds *r, redisReply *reply, void *privdata)

@@ -42,6 +42,7 @@ enum {
     SCRIPT_REAP,
     SCRIPT_BURY,
     SCRIPT_CAD,
+    SCRIPT_UNPOP,
     SCRIPT_COUNT
 };
 
@@ -88,6 +89,7 @@ struct worker {
     held *jobs;              /* jobs held (in our processing list) */
     size_t njobs;
     unsigned pops_pending;
+    int orphan_check;        /* new pop connection: 1 = check our list before popping, 2 = asked */
     client *ring;            /* sched.c: clients with queued work, served round-robin */
     unsigned inflight;       /* sched.c: HTTP requests + rate checks in flight */
     int pumping, pump_again;

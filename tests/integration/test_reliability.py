@@ -11,11 +11,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Mock, Redis, RedisError, RespClient, Worker, wait_until  # noqa: E402
+from harness import RedisError, RespClient, wait_until  # noqa: E402
 import workerlib as wl  # noqa: E402
 
 FAULT_FREE = ("--rate-limit", 0, "--fail-every", 0, "--hang-every", 0)
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def run_of(redis, cid):
@@ -31,7 +30,8 @@ def synced_so_far(redis, ids):
 
 
 def platform_syncs(mock):
-    """Sync calls the platform answered 200, over every client."""
+    """Sync calls counted 200 over every client (the mock counts a call
+    when it arrives, before its latency: requests in flight included)."""
     return sum(c["requests"].get("sync", {}).get("200", 0) for c in mock.stats()["clients"].values())
 
 
@@ -70,47 +70,37 @@ def log_events(worker, msg):
     return out
 
 
-class AofRedis(Redis):
-    """Redis with AOF: after a restart it answers LOADING for a while."""
+def resp(*args):
+    """One command in RESP, for pipelining by hand."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        b = str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(b), b)
+    return out
 
-    def __init__(self):
-        super().__init__(appendonly=True)
 
-    def _ping(self):
+def start_again(redis):
+    """Restarts a stopped redis-server on its port, waiting out LOADING (an
+    AOF being read back), which the harness's ping takes for an error."""
+    try:
+        redis.start()
+    except RedisError:
+        wait_until(lambda: ping(redis.port), 10, "redis-server to load its AOF")
+
+
+def ping(port):
+    try:
+        c = RespClient(port, timeout=1)
         try:
-            return super()._ping()
-        except RedisError:
-            return False
+            return c.cmd("PING") == "PONG"
+        finally:
+            c.close()
+    except (OSError, RedisError):
+        return False
 
 
-class ReliabilityTest(unittest.TestCase):
-    def setUp(self):
-        self.redis = None
-        self.mocks, self.workers = [], []
-
-    def tearDown(self):
-        reports = [w.log() for w in self.workers if any(m in w.log() for m in SANITIZER_MARKS)]
-        for w in self.workers:
-            w.close()
-        for m in self.mocks:
-            m.close()
-        if self.redis:
-            self.redis.close()
-        self.assertEqual(reports, [], "sanitizer reports in worker logs")
-
-    def start_redis(self, appendonly=False):
-        self.redis = AofRedis() if appendonly else Redis()
-        return self.redis
-
-    def mock(self, *flags):
-        m = Mock(*flags)
-        self.mocks.append(m)
-        return m
-
-    def worker(self, env, *args):
-        w = Worker(env, *args)
-        self.workers.append(w)
-        return w
+class Reliability(wl.SystemTest):
+    """What the tests below share (no tests of its own)."""
 
     def processing(self, wid):
         return self.redis.cmd("LRANGE", f"adsync:processing:{wid}", 0, -1)
@@ -132,14 +122,15 @@ class ReliabilityTest(unittest.TestCase):
             w.signal(signal.SIGTERM)
         wl.wait_exit(self, workers, timeout)
 
-    # ---- a worker dies -----------------------------------------------------
+
+class WorkerDeathTest(Reliability):
+    """Workers killed, stopped or taken for dead; poison jobs."""
 
     def test_kill9_mid_run_survivor_finishes_within_lease(self):
         """kill -9 of one of two workers during 3 x 300 campaigns (50 ms
         latency): the other reaps its jobs, resumes them from the runs'
         cursors and finishes; duplicates stay within what the killed worker
         could have had in flight."""
-        self.start_redis()
         clients, campaigns, lease_ms, concurrency = 3, 300, 2000, 16
         mock = self.mock("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", 50,
                          *FAULT_FREE)
@@ -188,7 +179,6 @@ class ReliabilityTest(unittest.TestCase):
         heartbeat expired while Redis was away and it came back late) adds
         itself again with its next heartbeat: if it dies later, what it holds
         is still recovered."""
-        self.start_redis()
         lease_ms = 1500
         mock = self.mock("--clients", 1, "--campaigns", 20, "--sync-latency-ms", 3000, *FAULT_FREE)
         ids = wl.register_clients(self.redis, 1)
@@ -212,12 +202,52 @@ class ReliabilityTest(unittest.TestCase):
         self.assert_nothing_lost(ids, 20)
         self.assertEqual(int(self.redis.cmd("HGET", "adsync:stats", "jobs_recovered") or 0), 1)
 
-    # ---- poison jobs ------------------------------------------------------------
+    def test_job_popped_while_the_pop_connection_died_is_handed_back(self):
+        """Redis moved a job into our processing list but the BLMOVE reply
+        died with the connection: once the pop connection is back, the
+        worker hands every element it does not hold back to the queue (else
+        the job would sit there for as long as the worker lives)."""
+        mock = self.mock("--clients", 1, "--campaigns", 20, "--sync-latency-ms", 0, *FAULT_FREE)
+        ids = wl.register_clients(self.redis, 1)
+        env = wl.fast_env(self.redis, mock)
+        wl.sync_all(env)
+        self.redis.cmd("LMOVE", "adsync:jobs", "held-aside", "RIGHT", "LEFT")
+        w = self.worker(env, "--id", "lossy")
+        wait_until(lambda: [c for c in self.redis.cmd("CLIENT", "LIST").splitlines() if "cmd=blmove" in c], 10,
+                   "the worker blocked in BLMOVE")
+        pop_id = next(c for c in self.redis.cmd("CLIENT", "LIST").splitlines()
+                      if "cmd=blmove" in c).split()[0].split("=")[1]
+        # One pipeline: the push serves the blocked BLMOVE, the kill drops its reply.
+        c = RespClient(self.redis.port)
+        c.sock.sendall(resp("LMOVE", "held-aside", "adsync:jobs", "RIGHT", "LEFT") +
+                       resp("CLIENT", "KILL", "ID", pop_id))
+        self.assertIsInstance(c._reply(), str)
+        self.assertEqual(c._reply(), 1, "the pop connection was killed")
+        c.close()
+        wl.wait_runs_done(self.redis, ids, 20)
+        self.stop_all([w])
+        self.assert_nothing_lost(ids, 20)
+        self.assertEqual([e["jobs"] for e in log_events(w, "handed back jobs whose pop reply was lost")], [1])
+
+    def test_login_lock_of_a_dead_worker_does_not_block_the_client(self):
+        """A worker killed while logging in leaves the client's login lock
+        behind (and no token): the others poll for the token, and once the
+        lock expires one of them logs in and the run goes on."""
+        mock = self.mock("--clients", 1, "--campaigns", 20, "--sync-latency-ms", 0, *FAULT_FREE)
+        ids = wl.register_clients(self.redis, 1)
+        env = wl.fast_env(self.redis, mock)
+        self.redis.cmd("SET", "adsync:client:client_1:authlock", "killed-mid-login", "PX", 1500)
+        wl.sync_all(env)
+        w = self.worker(env, "--drain")
+        wl.wait_exit(self, [w], 20)
+        self.assert_nothing_lost(ids, 20)
+        self.assertEqual(mock.stats()["clients"]["client_1"]["requests"]["auth"], {"200": 1})
+
+    # poison jobs
 
     def test_poison_job_at_max_deliveries_is_dead_lettered(self):
         """A client job and a campaign job already delivered MAX_DELIVERIES
         times go to the dead letters on their next pop; the rest runs on."""
-        self.start_redis()
         mock = self.mock("--clients", 2, "--campaigns", 15, "--sync-latency-ms", 0, *FAULT_FREE)
         wl.register_clients(self.redis, 2)
         env = wl.fast_env(self.redis, mock, ADSYNC_MAX_DELIVERIES=3)
@@ -253,7 +283,6 @@ class ReliabilityTest(unittest.TestCase):
         restart takes its jobs back at once) is dead-lettered as poison once
         popped more than MAX_DELIVERIES times, instead of killing workers
         forever."""
-        self.start_redis()
         mock = self.mock("--clients", 1, "--campaigns", 5, "--sync-latency-ms", 3000, *FAULT_FREE)
         ids = wl.register_clients(self.redis, 1)
         env = wl.fast_env(self.redis, mock, ADSYNC_MAX_DELIVERIES=2, ADSYNC_HTTP_TIMEOUT_MS=10000)
@@ -276,7 +305,12 @@ class ReliabilityTest(unittest.TestCase):
         self.assertEqual(self.redis.cmd("LLEN", "adsync:jobs"), 0)
         self.stop_all([w])
 
-    # ---- outages ------------------------------------------------------------
+
+class OutageTest(Reliability):
+    """Redis or the ad platform away for a while. Redis keeps an AOF, as in
+    production, so a restart brings its data back."""
+    redis_aof = True
+
 
     def test_redis_stopped_5s_mid_run_nothing_lost(self):
         """redis-server (AOF on) stopped for 5 s mid-run and restarted on the
@@ -285,7 +319,6 @@ class ReliabilityTest(unittest.TestCase):
         synced twice), reconnect both connections, do not take each other
         for dead although every heartbeat expired meanwhile, and finish every
         run; one log line per state change and a reconnect counter."""
-        self.start_redis(appendonly=True)
         clients, campaigns = 3, 200
         mock = self.mock("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", 300,
                          *FAULT_FREE)
@@ -301,7 +334,7 @@ class ReliabilityTest(unittest.TestCase):
         unrecorded = platform_syncs(mock) - synced_so_far(self.redis, ids)
         self.redis.stop()
         time.sleep(5)
-        self.redis.start()
+        start_again(self.redis)
         for w in ws:
             self.assertIsNone(w.proc.poll(), "a worker exited while Redis was away")
 
@@ -336,7 +369,6 @@ class ReliabilityTest(unittest.TestCase):
         """SIGTERM while Redis is down: the worker cannot hand its jobs back,
         so it exits 0 without them (and without leaking the results it could
         not write); once Redis is back another worker reaps and finishes."""
-        self.start_redis(appendonly=True)
         lease_ms = 2000
         mock = self.mock("--clients", 1, "--campaigns", 100, "--sync-latency-ms", 100, *FAULT_FREE)
         ids = wl.register_clients(self.redis, 1)
@@ -359,7 +391,7 @@ class ReliabilityTest(unittest.TestCase):
         self.assertLess(took, 2.0, a.log()[-4000:])
         self.assertEqual(len(log_events(a, "stopped without handing jobs back; another worker's reaper will")), 1)
 
-        self.redis.start()
+        start_again(self.redis)
         b = self.worker(env, "--id", "rescuer")
         wl.wait_runs_done(self.redis, ids, 60)
         self.stop_all([b])
@@ -370,7 +402,6 @@ class ReliabilityTest(unittest.TestCase):
         """The ad platform killed mid-run (connections refused) and restarted
         2 s later on the same port: calls are retried with backoff, nothing
         is dead-lettered within the default attempt budget, every run ends."""
-        self.start_redis()
         clients, campaigns = 2, 150
         mock = self.mock("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", 50,
                          *FAULT_FREE)
@@ -392,14 +423,16 @@ class ReliabilityTest(unittest.TestCase):
         self.assertGreater(sum(c["requests"].get("auth", {}).get("200", 0)
                                for c in mock.stats()["clients"].values()), 0, "logged in to the new platform")
 
-    # ---- graceful shutdown -------------------------------------------------
+
+class ShutdownTest(Reliability):
+    """SIGTERM and SIGINT: finish or abort within the grace, hand back the rest."""
+
 
     def test_sigterm_hands_back_within_grace_and_second_worker_completes(self):
         """SIGTERM with 2 s syncs and 500 ms grace: exit 0 within 1 s, every
         held job back on the queue (the client job with its cursor, the
         campaign job with its attempt unchanged), deregistered; a second
         worker completes every run."""
-        self.start_redis()
         clients, campaigns = 2, 40
         mock = self.mock("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", 2000,
                          *FAULT_FREE)
@@ -457,7 +490,6 @@ class ReliabilityTest(unittest.TestCase):
         """A page whose write Redis confirms only after SIGTERM (Redis busy
         meanwhile) must not start its syncs: the job goes back whole and
         nothing queued after the stop is leaked."""
-        self.start_redis()
         mock = self.mock("--clients", 1, "--campaigns", 30, "--sync-latency-ms", 0, "--list-latency-ms", 1000,
                          *FAULT_FREE)
         ids = wl.register_clients(self.redis, 1)
@@ -484,7 +516,6 @@ class ReliabilityTest(unittest.TestCase):
     def test_second_signal_cuts_the_grace_to_zero(self):
         """SIGTERM with a long grace waits for requests in flight; a second
         signal (SIGINT) ends it at once, still handing everything back."""
-        self.start_redis()
         mock = self.mock("--clients", 1, "--campaigns", 20, "--sync-latency-ms", 5000, *FAULT_FREE)
         ids = wl.register_clients(self.redis, 1)
         env = wl.fast_env(self.redis, mock, ADSYNC_SHUTDOWN_GRACE_MS=60000, ADSYNC_HTTP_TIMEOUT_MS=20000)
