@@ -80,6 +80,8 @@ class Round:
         w.wid = wid or f"c{self.n}-w{self.seq}"
         w.name = f"w{self.seq}"
         self.workers.append(w)
+        # Up to here a signal would kill it before it could handle one.
+        wait_until(lambda: "worker starting" in w.log() or w.proc.poll() is not None, 20, f"{w.name} to start")
         return w
 
     # ---- the chaos ----------------------------------------------------------
