@@ -362,6 +362,37 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     ctx_lost(ac->data, ac);
 }
 
+/* hiredis 0.14's libuv adapter drops poll errors: libuv reports a reset
+ * socket as status < 0 and stops the handle, the adapter returns, and the
+ * connection is never seen to die (only the command timeout would notice).
+ * These replace the adapter's event hooks with one that hands an error to
+ * hiredis as readiness, so its read or write fails and it disconnects: the
+ * fix hiredis 1.x made to the same adapter. */
+static void poll_cb(uv_poll_t *handle, int status, int events)
+{
+    redisLibuvEvents *p = handle->data;
+    int ev = status < 0 ? p->events : events;
+    if (p->context != NULL && (ev & UV_READABLE))
+        redisAsyncHandleRead(p->context);
+    if (p->context != NULL && (ev & UV_WRITABLE))
+        redisAsyncHandleWrite(p->context);
+}
+
+static void set_events(void *privdata, int add, int mask)
+{
+    redisLibuvEvents *p = privdata;
+    p->events = add ? p->events | mask : p->events & ~mask;
+    if (p->events)
+        uv_poll_start(&p->handle, p->events, poll_cb);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void add_read(void *privdata) { set_events(privdata, 1, UV_READABLE); }
+static void del_read(void *privdata) { set_events(privdata, 0, UV_READABLE); }
+static void add_write(void *privdata) { set_events(privdata, 1, UV_WRITABLE); }
+static void del_write(void *privdata) { set_events(privdata, 0, UV_WRITABLE); }
+
 static void connect_to(rds *r, const char *ip)
 {
     r->hs_error[0] = '\0';
@@ -385,6 +416,10 @@ static void connect_to(rds *r, const char *ip)
         conn_down(r, "cannot watch the socket");
         return;
     }
+    ac->ev.addRead = add_read;     /* see poll_cb */
+    ac->ev.delRead = del_read;
+    ac->ev.addWrite = add_write;
+    ac->ev.delWrite = del_write;
     ac->data = r;
     r->ac = ac;
     r->st = ST_CONNECTING;
