@@ -7,7 +7,6 @@ alternating order; the median of each counts (the machine is shared).
 Measured: campaigns/s (sync --all until every run is done), and with the sink
 on, the time from the last run done to an empty outbox with every row in
 PostgreSQL. Prints a table, writes JSON (path in argv[1])."""
-import json
 import os
 import sys
 import time
@@ -102,13 +101,7 @@ def main():
           f"outbox empty at most {worst_lag} s after the last sync")
     checks = [("sink on >= 80% of sink off", ratio >= 0.8),
               ("outbox empty within 1 s of the last sync", worst_lag <= 1.0)]
-    for name, ok in checks:
-        print(f"{'PASS' if ok else 'FAIL'}: {name}")
-    results["checks"] = {name: ok for name, ok in checks}
-    with open(out_path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {out_path}")
-    return 0 if all(ok for _, ok in checks) else 1
+    return wl.report_checks(checks, results, out_path)
 
 
 if __name__ == "__main__":

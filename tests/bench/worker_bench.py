@@ -5,14 +5,12 @@ campaigns/s, worker CPU per campaign, peak RSS.
 Scenario 2: 200 ms sync latency, concurrency 256: campaigns/s against the
 256 / 0.2 s = 1,280/s bound.
 Prints a table and writes JSON (path in argv[1])."""
-import json
 import os
-import resource
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from harness import Mock, Redis, Worker, enqueue  # noqa: E402
+from harness import Mock, Redis, Worker  # noqa: E402
 import workerlib as wl  # noqa: E402
 
 
@@ -80,13 +78,7 @@ def main():
     checks = [("throughput >= 5000/s", t["campaigns_per_s"] >= 5000),
               ("peak RSS <= 32 MB", t["worker_peak_rss_mb"] <= 32),
               (">= 90% of the latency bound", l["fraction_of_bound"] >= 0.9)]
-    for name, ok in checks:
-        print(f"{'PASS' if ok else 'FAIL'}: {name}")
-    results["checks"] = {name: ok for name, ok in checks}
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {out}")
-    return 0 if all(ok for _, ok in checks) else 1
+    return wl.report_checks(checks, results, out)
 
 
 if __name__ == "__main__":

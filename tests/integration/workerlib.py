@@ -114,3 +114,15 @@ def fast_env(redis, mock, **extra):
                 ADSYNC_SHUTDOWN_GRACE_MS=2000)
     base.update(extra)
     return adsync_env(redis=redis, mock=mock, **base)
+
+
+def report_checks(checks, results, path):
+    """Benchmarks: prints PASS/FAIL per (name, ok) check, writes results (with
+    the checks) as JSON to path, returns the exit code."""
+    for name, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}: {name}")
+    results["checks"] = {name: ok for name, ok in checks}
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {path}")
+    return 0 if all(ok for _, ok in checks) else 1
