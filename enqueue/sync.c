@@ -35,6 +35,8 @@ typedef struct sync_target {
     char run[KEYS_TOKEN_MAX + 1];  /* queued: the new run; skipped: the active one */
     char error[160];               /* SYNC_FAILED: the server's reply */
     wait_run *follow;              /* with --wait: this run's progress (shared by duplicates) */
+    char *job_json;                /* the job to push, built before the pipeline; owned */
+    char now_ms[24];               /* its enqueued_at */
 } sync_target;
 
 typedef struct sync_opts {
@@ -48,10 +50,8 @@ typedef struct enqueue_state {
     rdsync_script script;
     sync_target **todo;            /* the targets to send, in order */
     const char *force;             /* "1" or "0" */
-    char *job_json;                /* the job of the command being built */
     char clients[KEYS_MAX_LEN], jobs[KEYS_MAX_LEN];
     char active[KEYS_MAX_LEN], run_key[KEYS_MAX_LEN], last_run[KEYS_MAX_LEN];
-    char now_ms[24];
     char ttl_ms[24];
 } enqueue_state;
 
@@ -80,15 +80,6 @@ static void enqueue_build(void *ud, size_t i, rdsync_cmd *cmd)
 {
     enqueue_state *st = ud;
     sync_target *t = st->todo[i];
-    uint64_t now = clock_wall_ms();
-    make_run_id(t->run, sizeof t->run, now);
-    snprintf(st->now_ms, sizeof st->now_ms, "%llu", (unsigned long long)now);
-    free(st->job_json);            /* the previous command was already appended */
-    st->job_json = make_client_job(t->client, t->run, now);
-    if (st->job_json == NULL) {    /* nothing sensible to send: give up before a bad push */
-        app_error("out of memory");
-        exit(EX_UNAVAILABLE);
-    }
     keys_client_key(&st->a->keys, t->client, KEYS_CLIENT_ACTIVE_RUN, st->active, sizeof st->active);
     keys_run_key(&st->a->keys, t->run, st->run_key, sizeof st->run_key);
     keys_client_key(&st->a->keys, t->client, KEYS_CLIENT_LAST_RUN, st->last_run, sizeof st->last_run);
@@ -101,8 +92,8 @@ static void enqueue_build(void *ud, size_t i, rdsync_cmd *cmd)
     rdsync_cmd_add(cmd, st->jobs);
     rdsync_cmd_add(cmd, t->client);
     rdsync_cmd_add(cmd, t->run);
-    rdsync_cmd_add(cmd, st->job_json);
-    rdsync_cmd_add(cmd, st->now_ms);
+    rdsync_cmd_add(cmd, t->job_json);
+    rdsync_cmd_add(cmd, t->now_ms);
     rdsync_cmd_add(cmd, st->ttl_ms);
     rdsync_cmd_add(cmd, st->force);
 }
@@ -129,6 +120,21 @@ static void enqueue_take(void *ud, size_t i, const redisReply *r)
     }
 }
 
+/* A new run id and its client job, made before anything is sent so that
+ * running out of memory stops the command before a half-built pipeline.
+ * 0, or -1 with a->err. */
+static int prepare_job(sync_target *t, app *a)
+{
+    uint64_t now = clock_wall_ms();
+    make_run_id(t->run, sizeof t->run, now);
+    snprintf(t->now_ms, sizeof t->now_ms, "%llu", (unsigned long long)now);
+    t->job_json = make_client_job(t->client, t->run, now);
+    if (t->job_json != NULL)
+        return 0;
+    snprintf(a->err, sizeof a->err, "out of memory");
+    return -1;
+}
+
 /* Sends every target with a valid id (status SYNC_PENDING), pipelined.
  * 0, or -1 with a->err. */
 static int enqueue_all(app *a, sync_target *targets, size_t n, int force)
@@ -144,11 +150,19 @@ static int enqueue_all(app *a, sync_target *targets, size_t n, int force)
         return -1;
     }
     size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (targets[i].status == SYNC_PENDING)
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (targets[i].status == SYNC_PENDING) {
             st.todo[m++] = &targets[i];
-    int rc = app_eval_pipeline(a, &st.script, m, enqueue_build, enqueue_take, &st);
-    free(st.job_json);
+            rc = prepare_job(&targets[i], a);
+        }
+    }
+    if (rc == 0)
+        rc = app_eval_pipeline(a, &st.script, m, enqueue_build, enqueue_take, &st);
+    for (size_t i = 0; i < m; i++) {
+        free(st.todo[i]->job_json);
+        st.todo[i]->job_json = NULL;
+    }
     free(st.todo);
     return rc;
 }

@@ -30,17 +30,20 @@ typedef struct options {
     int drain;
 } options;
 
+/* 0: run; 1: --help was asked for; -1: bad usage (said on stderr). */
 static int parse_args(int argc, char **argv, options *o)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int has_value = i + 1 < argc;
         if (strcmp(a, "--drain") == 0) {
             o->drain = 1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
-            exit(0);
-        } else if ((strcmp(a, "--id") == 0 || strcmp(a, "--concurrency") == 0) && i + 1 < argc) {
-            *(a[2] == 'i' ? &o->id : &o->concurrency) = argv[++i];
+            return 1;
+        } else if (strcmp(a, "--id") == 0 && has_value) {
+            o->id = argv[++i];
+        } else if (strcmp(a, "--concurrency") == 0 && has_value) {
+            o->concurrency = argv[++i];
         } else {
             fprintf(stderr, "adsync-worker: unknown or incomplete option '%s'\n%s", a, usage);
             return -1;
@@ -71,8 +74,12 @@ static int apply_flags(cfg *c, const options *o, char *err, size_t errlen)
 int main(int argc, char **argv)
 {
     options opt = { 0 };
-    if (parse_args(argc, argv, &opt) < 0)
-        return EX_USAGE;
+    int parsed = parse_args(argc, argv, &opt);
+    if (parsed != 0) {
+        if (parsed > 0)
+            fputs(usage, stdout);
+        return parsed > 0 ? 0 : EX_USAGE;
+    }
 
     cfg c;
     char err[CFG_ERR_LEN];
