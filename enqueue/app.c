@@ -333,6 +333,24 @@ int app_parse_ll(const char *s, long long min, long long max, long long *out)
 
 /* ---- replies ------------------------------------------------------------- */
 
+const char *const app_run_fields[RUN_NFIELDS] = {
+    "state", "listed", "synced", "retrying", "dead", "enqueued_at",
+};
+
+void app_cmd_run_fields(const app *a, rdsync_cmd *cmd, const char *run_id, char *key)
+{
+    keys_run_key(&a->keys, run_id, key, KEYS_MAX_LEN);
+    rdsync_cmd_init(cmd, "HMGET");
+    rdsync_cmd_add(cmd, key);
+    for (size_t f = 0; f < RUN_NFIELDS; f++)
+        rdsync_cmd_add(cmd, app_run_fields[f]);
+}
+
+long long app_run_field_ll(const redisReply *r, size_t i)
+{
+    return r->type == REDIS_REPLY_ARRAY && i < r->elements ? app_reply_ll(r->element[i]) : 0;
+}
+
 long long app_reply_ll(const redisReply *r)
 {
     if (r == NULL)

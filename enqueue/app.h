@@ -135,6 +135,15 @@ int app_parse_ll(const char *s, long long min, long long max, long long *out);
 
 /* Reply accessors that tolerate any reply shape. */
 long long app_reply_ll(const redisReply *r);             /* integer or numeric string; else 0 */
+/* A run's progress as `status` and `sync --wait` read it: one HMGET of
+ * these fields of <prefix>:run:<id>, in this order. */
+enum { RUN_STATE, RUN_LISTED, RUN_SYNCED, RUN_RETRYING, RUN_DEAD, RUN_ENQUEUED_AT, RUN_NFIELDS };
+extern const char *const app_run_fields[RUN_NFIELDS];
+/* Builds that HMGET into cmd; key (KEYS_MAX_LEN bytes) must live until the
+ * command is appended. */
+void app_cmd_run_fields(const app *a, rdsync_cmd *cmd, const char *run_id, char *key);
+/* Numeric field i of its reply (0 when absent). */
+long long app_run_field_ll(const redisReply *r, size_t i);
 const char *app_reply_str(const redisReply *r);          /* string/status text, or NULL */
 const char *app_reply_elem_str(const redisReply *r, size_t i);   /* array element's text or NULL */
 

@@ -39,16 +39,12 @@ typedef struct worker_info {
     long long age_ms;              /* since the last heartbeat; -1 unknown */
 } worker_info;
 
-static const char *const run_fields[] = {
-    "state", "listed", "synced", "retrying", "dead", "enqueued_at",
-};
-enum { R_STATE, R_LISTED, R_SYNCED, R_RETRYING, R_DEAD, R_ENQUEUED_AT, R_COUNT };
 
 typedef struct client_info {
     const char *id;                /* points into the SMEMBERS reply */
     char run[KEYS_TOKEN_MAX + 1];  /* "" if it never ran */
     char state[16];                /* "" until read; "missing" if the run hash is gone */
-    long long num[R_COUNT];        /* R_LISTED .. R_ENQUEUED_AT */
+    long long num[RUN_NFIELDS];        /* RUN_LISTED .. RUN_ENQUEUED_AT */
 } client_info;
 
 typedef struct status {
@@ -175,21 +171,17 @@ static void details_take(void *ud, size_t i, const redisReply *r)
 static void runs_build(void *ud, size_t i, rdsync_cmd *cmd)
 {
     status *st = ud;
-    keys_run_key(&st->a->keys, st->with_run[i]->run, st->key, sizeof st->key);
-    rdsync_cmd_init(cmd, "HMGET");
-    rdsync_cmd_add(cmd, st->key);
-    for (size_t f = 0; f < R_COUNT; f++)
-        rdsync_cmd_add(cmd, run_fields[f]);
+    app_cmd_run_fields(st->a, cmd, st->with_run[i]->run, st->key);
 }
 
 static void runs_take(void *ud, size_t i, const redisReply *r)
 {
     status *st = ud;
     client_info *c = st->with_run[i];
-    const char *state = app_reply_elem_str(r, R_STATE);
+    const char *state = app_reply_elem_str(r, RUN_STATE);
     snprintf(c->state, sizeof c->state, "%s", state ? state : "missing");
-    for (size_t f = R_LISTED; f < R_COUNT; f++)
-        c->num[f] = r->type == REDIS_REPLY_ARRAY && f < r->elements ? app_reply_ll(r->element[f]) : 0;
+    for (size_t f = RUN_LISTED; f < RUN_NFIELDS; f++)
+        c->num[f] = app_run_field_ll(r, f);
 }
 
 static int fetch_all(status *st)
@@ -272,10 +264,10 @@ static void print_client(const status *st, const client_info *c)
     }
     char state[sizeof c->state], age[32];
     app_printable(c->state, strlen(c->state), state, sizeof state);
-    app_format_age((long long)st->now_ms - c->num[R_ENQUEUED_AT], age, sizeof age);
+    app_format_age((long long)st->now_ms - c->num[RUN_ENQUEUED_AT], age, sizeof age);
     printf("  %-24s %-8s listed %lld synced %lld retrying %lld dead %lld  age %s  run %s\n", c->id,
-           state, c->num[R_LISTED], c->num[R_SYNCED], c->num[R_RETRYING], c->num[R_DEAD],
-           c->num[R_ENQUEUED_AT] ? age : "?", c->run);
+           state, c->num[RUN_LISTED], c->num[RUN_SYNCED], c->num[RUN_RETRYING], c->num[RUN_DEAD],
+           c->num[RUN_ENQUEUED_AT] ? age : "?", c->run);
 }
 
 static void print_text(const status *st)
@@ -325,10 +317,10 @@ static cJSON *client_json(const status *st, const client_info *c)
     cJSON *run = cJSON_AddObjectToObject(o, "last_run");
     cJSON_AddStringToObject(run, "run", c->run);
     cJSON_AddStringToObject(run, "state", c->state);
-    for (size_t f = R_LISTED; f < R_COUNT; f++)
-        cJSON_AddNumberToObject(run, run_fields[f], (double)c->num[f]);
-    if (c->num[R_ENQUEUED_AT])
-        cJSON_AddNumberToObject(run, "age_ms", (double)((long long)st->now_ms - c->num[R_ENQUEUED_AT]));
+    for (size_t f = RUN_LISTED; f < RUN_NFIELDS; f++)
+        cJSON_AddNumberToObject(run, app_run_fields[f], (double)c->num[f]);
+    if (c->num[RUN_ENQUEUED_AT])
+        cJSON_AddNumberToObject(run, "age_ms", (double)((long long)st->now_ms - c->num[RUN_ENQUEUED_AT]));
     return o;
 }
 

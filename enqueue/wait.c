@@ -18,8 +18,6 @@
 #define WAIT_RECONNECT_PAUSE_MS 500
 #define WAIT_BAR_WIDTH 30
 
-static const char *const run_fields[] = { "state", "listed", "synced", "retrying", "dead" };
-#define N_RUN_FIELDS (sizeof run_fields / sizeof run_fields[0])
 
 typedef struct poll_state {
     app *a;
@@ -40,11 +38,7 @@ static void sleep_ms(unsigned ms)
 static void poll_build(void *ud, size_t i, rdsync_cmd *cmd)
 {
     poll_state *st = ud;
-    keys_run_key(&st->a->keys, st->live[i]->run, st->key, sizeof st->key);
-    rdsync_cmd_init(cmd, "HMGET");
-    rdsync_cmd_add(cmd, st->key);
-    for (size_t f = 0; f < N_RUN_FIELDS; f++)
-        rdsync_cmd_add(cmd, run_fields[f]);
+    app_cmd_run_fields(st->a, cmd, st->live[i]->run, st->key);
 }
 
 static int is_final_state(const char *state)
@@ -56,12 +50,13 @@ static void poll_take(void *ud, size_t i, const redisReply *r)
 {
     poll_state *st = ud;
     wait_run *w = st->live[i];
-    const char *state = app_reply_elem_str(r, 0);
+    const char *state = app_reply_elem_str(r, RUN_STATE);
     wait_run before = *w;
     snprintf(w->state, sizeof w->state, "%s", state ? state : "missing");
-    long long *counters[] = { &w->listed, &w->synced, &w->retrying, &w->dead };
-    for (size_t f = 1; f < N_RUN_FIELDS; f++)
-        *counters[f - 1] = r->type == REDIS_REPLY_ARRAY && f < r->elements ? app_reply_ll(r->element[f]) : 0;
+    w->listed = app_run_field_ll(r, RUN_LISTED);
+    w->synced = app_run_field_ll(r, RUN_SYNCED);
+    w->retrying = app_run_field_ll(r, RUN_RETRYING);
+    w->dead = app_run_field_ll(r, RUN_DEAD);
     if (!w->seen) {
         w->seen = 1;
         w->first_synced = w->synced;
