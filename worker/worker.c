@@ -58,16 +58,10 @@ void wk_count_http(worker *w, wk_endpoint ep, const http_result *res)
     n->http_by[ep][http_class(res)]++;
     if (res->error == HTTP_ERR_TIMEOUT)
         n->http_timeouts++;
-    else if (res->error != HTTP_OK)
-        n->http_errors++;
-    else if (res->status == 429)
+    else if (res->error == HTTP_OK && res->status == 429)
         n->http_429++;
-    else if (res->status >= 500)
+    else if (res->error == HTTP_OK && res->status >= 500)
         n->http_5xx++;
-    else if (res->status >= 400)
-        n->http_4xx++;
-    else
-        n->http_2xx++;
     n->http_ms_sum[ep] += res->duration_ms;
     size_t b = 0;
     while (b < WK_DURATION_BOUNDS && res->duration_ms > wk_duration_bounds_ms[b])

@@ -58,7 +58,7 @@ extern const uint64_t wk_duration_bounds_ms[WK_DURATION_BOUNDS];
 
 /* Counters flushed to <prefix>:stats and exported as metrics. */
 typedef struct wk_counters {
-    uint64_t http_requests, http_2xx, http_4xx, http_5xx, http_429, http_timeouts, http_errors;
+    uint64_t http_requests, http_5xx, http_429, http_timeouts;   /* also in <prefix>:stats */
     uint64_t auth_requests, rate_waits, token_refreshes;
     uint64_t campaigns_synced, campaigns_retried, campaigns_dead, campaigns_invalid;
     uint64_t jobs_done, jobs_retried, jobs_dead, jobs_recovered, jobs_popped;
