@@ -23,6 +23,7 @@
 
 #define POP_TIMEOUT_S 1
 #define POP_PIPELINE 8
+#define POP_BACKLOG_LIMIT 1000   /* unconfirmed writes: take no new job past this, finish the held ones */
 #define PROMOTE_MS 250
 #define PROMOTE_BATCH 200
 #define HOUSEKEEPING_MS 200
@@ -327,7 +328,7 @@ static void pop_more(worker *w)
     keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
     snprintf(timeout, sizeof timeout, "%d", POP_TIMEOUT_S);
     while (w->pops_pending < POP_PIPELINE && w->njobs + w->pops_pending < w->cfg.max_jobs &&
-           st_backlog(w->store) < 1000) {
+           st_backlog(w->store) < POP_BACKLOG_LIMIT) {
         const char *argv[] = { "BLMOVE", jobs, w->processing_key, "RIGHT", "LEFT", timeout };
         if (rds_command(w->pop, on_popped, w, 6, argv, NULL) < 0)
             return;
