@@ -321,9 +321,9 @@ struct numeric_setting {
 };
 
 static const struct numeric_setting numeric_settings[] = {
-    U("ADSYNC_CONCURRENCY", 64, 1, 4096, concurrency),
+    U("ADSYNC_CONCURRENCY", 256, 1, 4096, concurrency),
     U("ADSYNC_CLIENT_CONCURRENCY", 4, 1, 1024, client_concurrency),
-    U("ADSYNC_MAX_JOBS", 16, 1, 4096, max_jobs),
+    U("ADSYNC_MAX_JOBS", 1024, 1, 65536, max_jobs),
     U("ADSYNC_PAGE_SIZE", 10, 1, 1000, page_size),
     U("ADSYNC_MAX_PAGES", 10000, 1, 1000000, max_pages),
     U("ADSYNC_HTTP_TIMEOUT_MS", 30000, 100, 600000, http_timeout_ms),
@@ -335,11 +335,33 @@ static const struct numeric_setting numeric_settings[] = {
     U("ADSYNC_LEASE_MS", 30000, 300, 3600000, lease_ms),
     U("ADSYNC_MAX_DELIVERIES", 5, 1, 1000, max_deliveries),
     U("ADSYNC_SHUTDOWN_GRACE_MS", 25000, 0, 3600000, shutdown_grace_ms),
-    U("ADSYNC_RATE_LIMIT_PER_MIN", 10, 0, 1000000, rate_limit_per_min),
+    U("ADSYNC_RATE_LIMIT", 10, 0, 1000000, rate_limit),
     U("ADSYNC_RATE_WINDOW_MS", 60000, 10, 86400000, rate_window_ms),
     U("ADSYNC_PG_BATCH_ROWS", 500, 1, PGROW_MAX_ROWS, pg_batch_rows),
     U("ADSYNC_PG_BATCH_MS", 50, 1, 60000, pg_batch_ms),
 };
+
+/* ADSYNC_RATE_LIMIT_PER_MIN is the old name of ADSYNC_RATE_LIMIT (it always
+ * counted per ADSYNC_RATE_WINDOW_MS, not per minute). It is still taken
+ * alone; set beside the new name with another value it is an error, since
+ * one of the two would be silently ignored. */
+static int load_rate_alias(cfg *c, const cfg_env *env, char *err, size_t errlen)
+{
+    static const char old[] = "ADSYNC_RATE_LIMIT_PER_MIN";
+    uint64_t v;
+    if (env_get(env, old) == NULL)
+        return 0;
+    if (cfg_get_u64(env, old, 0, 0, 0, 1000000, &v, err, errlen) < 0)
+        return -1;
+    if (env_get(env, "ADSYNC_RATE_LIMIT") != NULL && v != c->rate_limit)
+        return errbuf_set(err, errlen, "%s: %llu disagrees with ADSYNC_RATE_LIMIT %u "
+                                 "(expected only ADSYNC_RATE_LIMIT, requests per window)",
+                    old, (unsigned long long)v, c->rate_limit);
+    c->rate_limit = (unsigned)v;
+    c->deprecated = "ADSYNC_RATE_LIMIT_PER_MIN is deprecated: it means requests per "
+                    "ADSYNC_RATE_WINDOW_MS; set ADSYNC_RATE_LIMIT instead";
+    return 0;
+}
 
 static int load_numbers(cfg *c, const cfg_env *env, char *err, size_t errlen)
 {
@@ -360,7 +382,7 @@ static int load_numbers(cfg *c, const cfg_env *env, char *err, size_t errlen)
         return errbuf_set(err, errlen, "ADSYNC_BACKOFF_MAX_MS: %llu is below ADSYNC_BACKOFF_BASE_MS %llu "
                                  "(expected max >= base)",
                     (unsigned long long)c->backoff_max_ms, (unsigned long long)c->backoff_base_ms);
-    return 0;
+    return load_rate_alias(c, env, err, errlen);
 }
 
 int cfg_load(cfg *c, const cfg_env *env, char *err, size_t errlen)

@@ -62,7 +62,7 @@ typedef struct cfg {
     uint64_t lease_ms;
     unsigned max_deliveries;
     uint64_t shutdown_grace_ms;
-    unsigned rate_limit_per_min;   /* requests per rate window */
+    unsigned rate_limit;           /* requests per rate window (ADSYNC_RATE_LIMIT) */
     uint64_t rate_window_ms;
     log_level log_level;
     log_format log_format;
@@ -71,6 +71,8 @@ typedef struct cfg {
     char pg_url[1024];             /* empty: sink off; secret: never log */
     unsigned pg_batch_rows;
     uint64_t pg_batch_ms;
+    const char *deprecated;        /* an old name that was used (static text), or NULL:
+                                      the program logs one line about it */
 } cfg;
 
 /* Loads and validates everything. 0 on success; -1 with err filled. */

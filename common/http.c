@@ -60,6 +60,7 @@ typedef struct http_req {
     http_buf resp;                 /* response body */
     http_buf body;                 /* request body; POSTFIELDS points into it */
     uint64_t started_ns;
+    uint64_t sent_ns;              /* just before the request was written; 0 = not yet */
     write_state write;
     char detail[64];               /* formatted result detail, borrowed by the callback */
 } http_req;
@@ -270,6 +271,17 @@ static curl_off_t off_from_size(size_t n)
     return n > (size_t)INT64_MAX ? (curl_off_t)INT64_MAX : (curl_off_t)n;
 }
 
+/* CURLOPT_PREREQFUNCTION: the connection is there and the request is about
+ * to be written. The time from submit to here is what a caller that
+ * counted the request beforehand (a rate limiter) needs to know. */
+static int on_curl_prereq(void *clientp, char *remote_ip, char *local_ip, int remote_port, int local_port)
+{
+    (void)remote_ip, (void)local_ip, (void)remote_port, (void)local_port;
+    http_req *r = clientp;
+    r->sent_ns = uv_hrtime();
+    return CURL_PREREQFUNC_OK;
+}
+
 /* Options that never change for this client, set once per easy handle: a
  * pooled handle keeps them across transfers, so requests only set the URL,
  * the method, the body and the header list. */
@@ -281,6 +293,8 @@ static int easy_setup(http_req *r)
     bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, r) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_curl_prereq) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PREREQDATA, r) != CURLE_OK;
     /* No SIGALRM for DNS timeouts: signals and an event loop don't mix. */
     bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms) != CURLE_OK;
@@ -458,9 +472,22 @@ static void deliver(http_client *c, http_req *r, const http_result *res)
     req_release(c, r);
 }
 
+/* Request written -> first byte of the answer: the server's time, queueing
+ * in front of its handler included. 0 when no answer began. */
+static uint64_t server_us(const http_req *r)
+{
+    curl_off_t pre = 0, first = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) != CURLE_OK ||
+        curl_easy_getinfo(r->easy, CURLINFO_STARTTRANSFER_TIME_T, &first) != CURLE_OK || first <= pre)
+        return 0;
+    return (uint64_t)(first - pre);
+}
+
 static http_result result_start(const http_req *r)
 {
-    return (http_result){.error = HTTP_OK, .body = "", .detail = "", .duration_ms = elapsed_ms(r)};
+    return (http_result){.error = HTTP_OK, .body = "", .detail = "", .duration_ms = elapsed_ms(r),
+                         .wait_us = r->sent_ns ? (r->sent_ns - r->started_ns) / 1000u : 0,
+                         .server_us = server_us(r)};
 }
 
 static void finish(http_client *c, http_req *r, CURLcode code)
@@ -727,6 +754,7 @@ int http_submit(http_client *c, const http_request_spec *spec, http_done_fn *don
     r->done = done;
     r->ud = ud;
     r->started_ns = uv_hrtime();
+    r->sent_ns = 0;
     if (req_prepare(r, spec, m) != 0 || curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
         req_release(c, r);
         return -1;

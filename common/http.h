@@ -47,6 +47,9 @@ typedef struct http_result {
     size_t body_len;
     long retry_after_s;            /* Retry-After header in seconds; 0 if absent */
     uint64_t duration_ms;
+    uint64_t wait_us;              /* submit -> request about to be written (connection
+                                      wait, connect); 0 if it was never written */
+    uint64_t server_us;            /* request written -> first byte of the answer; 0 if none */
     const char *detail;            /* short text for logs ("timeout after 1000 ms"); borrowed */
 } http_result;
 /* detail is never NULL ("" when error == HTTP_OK) and never contains request

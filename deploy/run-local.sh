@@ -76,7 +76,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$mock_port/health" >/dev/null
 export REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export AD_PLATFORM_URL="http://127.0.0.1:$mock_port"
 export ADSYNC_HTTP_TIMEOUT_MS=2000 ADSYNC_BACKOFF_BASE_MS=200 ADSYNC_BACKOFF_MAX_MS=5000
-export ADSYNC_RATE_LIMIT_PER_MIN=0 ADSYNC_LEASE_MS=10000 ADSYNC_LOG_FORMAT=json
+export ADSYNC_RATE_LIMIT=0 ADSYNC_LEASE_MS=10000 ADSYNC_LOG_FORMAT=json
 
 if [ "$postgres" -eq 1 ]; then   # under root the server runs as nobody: keep its files where nobody can reach
   pg_port=$(pick_port 15432) pg_dir="$run/pg"

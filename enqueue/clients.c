@@ -26,7 +26,7 @@ typedef struct numeric_field {
 } numeric_field;
 
 static const numeric_field numeric_fields[] = {
-    { "--rate-limit", 'r', "rate_limit_per_min", 1, 1000000 },
+    { "--rate-limit", 'r', "rate_limit", 1, 1000000 },
     { "--rate-window-ms", 'w', "rate_window_ms", 10, 86400000 },
     { "--page-size", 'p', "page_size", 1, 1000 },
 };
@@ -201,12 +201,21 @@ static int client_add(int argc, char **argv)
 /* ---- client list ----------------------------------------------------------- */
 
 /* The hash fields shown, in order: strings first, then numbers. The
- * password is deliberately absent. */
+ * password is deliberately absent. Clients stored by earlier versions carry
+ * the rate limit under its old name, asked for after the shown fields. */
 static const char *const list_fields[] = {
-    "email", "api_url", "rate_limit_per_min", "rate_window_ms", "page_size",
+    "email", "api_url", "rate_limit", "rate_window_ms", "page_size",
 };
 #define N_LIST_FIELDS (sizeof list_fields / sizeof list_fields[0])
 #define N_LIST_STRINGS 2
+#define LIST_RATE_LIMIT 2
+#define LIST_OLD_RATE_LIMIT N_LIST_FIELDS   /* "rate_limit_per_min" */
+
+static const char *list_value(const redisReply *r, size_t f)
+{
+    const char *v = app_reply_elem_str(r, f);
+    return v == NULL && f == LIST_RATE_LIMIT ? app_reply_elem_str(r, LIST_OLD_RATE_LIMIT) : v;
+}
 
 typedef struct list_state {
     app *a;
@@ -223,6 +232,7 @@ static void list_build(void *ud, size_t i, rdsync_cmd *cmd)
     rdsync_cmd_add(cmd, st->key);
     for (size_t f = 0; f < N_LIST_FIELDS; f++)
         rdsync_cmd_add(cmd, list_fields[f]);
+    rdsync_cmd_add(cmd, "rate_limit_per_min");
 }
 
 static void list_take_json(list_state *st, size_t i, const redisReply *r)
@@ -230,7 +240,7 @@ static void list_take_json(list_state *st, size_t i, const redisReply *r)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", st->ids[i]);
     for (size_t f = 0; f < N_LIST_FIELDS; f++) {
-        const char *v = app_reply_elem_str(r, f);
+        const char *v = list_value(r, f);
         if (v == NULL)
             cJSON_AddNullToObject(o, list_fields[f]);
         else if (f < N_LIST_STRINGS)
@@ -250,7 +260,7 @@ static void list_take_text(list_state *st, size_t i, const redisReply *r)
     }
     char shown[N_LIST_FIELDS][128];
     for (size_t f = 0; f < N_LIST_FIELDS; f++) {
-        const char *v = app_reply_elem_str(r, f);
+        const char *v = list_value(r, f);
         app_printable(v ? v : "-", v ? strlen(v) : 1, shown[f], sizeof shown[f]);
     }
     printf("%-24s %-32s %-8s %-10s %-9s %s\n", st->ids[i], shown[0], shown[2], shown[3], shown[4],

@@ -40,6 +40,9 @@ static const cli_opt cli_table[] = {
      "every Nth list request of a client answers 503 (0 = never)"},
     {"hang-every", "N", CLI_U32, CLI_AT(plat.hang_every), 0, UINT32_MAX, 0,
      "every Nth list request of a client is never answered (0 = never)"},
+    {"faults-per-platform", NULL, CLI_FLAG, CLI_AT(plat.faults_platform), 0, 0, 0,
+     "--fail-every/--hang-every count the list requests of all clients\n"
+     "                           together instead of each client's own"},
     {"error-rate", "P", CLI_PROB, CLI_AT(plat.error_rate), 0, 0, 0,
      "probability that a sync answers 500"},
     {"malformed-rate", "P", CLI_PROB, CLI_AT(plat.malformed_rate), 0, 0, 0,

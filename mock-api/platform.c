@@ -46,6 +46,7 @@ struct plat {
   plat_client *clients;     /* one per account */
   uint64_t rng;             /* fault PRNG */
   uint64_t token_rng;
+  uint64_t list_seq;        /* list requests of every client (faults_platform) */
 };
 
 /* ---- PRNG (splitmix64) and parsers ----------------------------------------- */
@@ -467,7 +468,7 @@ typedef enum { PLAT_LIST_DONE, PLAT_LIST_PAGE, PLAT_LIST_MALFORMED } plat_list_k
 /* Applies the fault schedule and the malformed rate to a well-formed list
  * request of client c. Returns what still has to be rendered. Locked. */
 static plat_list_kind plat_list_faults(plat *p, plat_client *c, plat_reply *out, int *variant) {
-  uint64_t seq = ++c->list_seq;
+  uint64_t seq = p->cfg.faults_platform ? ++p->list_seq : ++c->list_seq;
   out->status = 200;
   if (p->cfg.hang_every && seq % p->cfg.hang_every == 0) {
     out->action = PLAT_HANG;

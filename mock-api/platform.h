@@ -21,6 +21,8 @@ typedef struct plat_config {
   uint32_t rate_window_ms;   /* sliding window length; 0 = no limit */
   uint32_t fail_every;       /* Nth list request of a client -> 503; 0 = never */
   uint32_t hang_every;       /* Nth list request of a client is never answered; 0 = never */
+  int faults_platform;       /* 1: fail_every/hang_every count list requests of all clients
+                                together (a busy platform's faults hit whoever calls) */
   uint32_t sync_latency_ms;  /* delay of sync answers past the rate limit; 0 = none */
   uint32_t list_latency_ms;  /* same for list answers */
   double error_rate;         /* probability of a 500 on sync */
@@ -94,7 +96,8 @@ void plat_auth(plat *p, const plat_request *rq, plat_reply *out);
  * endpoint's latency. Counted under the X-Client-Id account when it exists. */
 
 /* GET /api/campaigns: page/limit (400; not counted as a fault step), then
- * the client's Nth list request hangs when N % hang_every == 0, else 503
+ * the client's (or, with faults_platform, the platform's) Nth list request
+ * hangs when N % hang_every == 0, else 503
  * when N % fail_every == 0, else malformed with malformed_rate, else the
  * page. */
 void plat_list(plat *p, const plat_request *rq, plat_reply *out);

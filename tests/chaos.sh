@@ -64,7 +64,7 @@ class Round:
         self.prefix = f"chaos{n}"
         self.env = adsync_env(redis=redis, mock=mock, prefix=self.prefix, ADSYNC_LEASE_MS=LEASE_MS,
                               ADSYNC_BACKOFF_BASE_MS=50, ADSYNC_BACKOFF_MAX_MS=1000, ADSYNC_MAX_ATTEMPTS=50,
-                              ADSYNC_RATE_LIMIT_PER_MIN=0, ADSYNC_HTTP_TIMEOUT_MS=5000,
+                              ADSYNC_RATE_LIMIT=0, ADSYNC_HTTP_TIMEOUT_MS=5000,
                               ADSYNC_SHUTDOWN_GRACE_MS=300, ADSYNC_CONCURRENCY=16,
                               ADSYNC_CLIENT_CONCURRENCY=4, ADSYNC_MAX_JOBS=2)
         self.workers, self.retired, self.events = [], [], []

@@ -87,8 +87,11 @@ static void apply_field(client *c, const redisReply *k, const redisReply *v)
         copy_field(c->password, sizeof c->password, v);
     else if (strcmp(k->str, "api_url") == 0)
         copy_field(c->base_url, sizeof c->base_url, v);
-    else if (strcmp(k->str, "rate_limit_per_min") == 0)
+    else if (strcmp(k->str, "rate_limit") == 0) {
         c->rate_limit = parse_unsigned(v, c->rate_limit, 1000000);
+        c->rate_limit_named = 1;   /* wins over the old name, whichever HGETALL lists first */
+    } else if (strcmp(k->str, "rate_limit_per_min") == 0 && !c->rate_limit_named)
+        c->rate_limit = parse_unsigned(v, c->rate_limit, 1000000);   /* the old name */
     else if (strcmp(k->str, "rate_window_ms") == 0)
         c->rate_window_ms = parse_unsigned(v, (unsigned)c->rate_window_ms, 86400000);
     else if (strcmp(k->str, "page_size") == 0)
@@ -126,6 +129,7 @@ static void on_credentials(rds *r, redisReply *reply, void *privdata)
     }
     for (size_t i = 0; i + 1 < reply->elements; i += 2)
         apply_field(c, reply->element[i], reply->element[i + 1]);
+    sched_client_counted(c->w, c);   /* its own rate limit is known now */
     log_secret_add(c->password);
     validate_credentials(c);
     free_if_unused(c);
@@ -158,7 +162,7 @@ client *cl_acquire(worker *w, const char *id)
     c->w = w;
     snprintf(c->id, sizeof c->id, "%s", id);
     snprintf(c->base_url, sizeof c->base_url, "%s", w->cfg.platform.base);
-    c->rate_limit = w->cfg.rate_limit_per_min;
+    c->rate_limit = w->cfg.rate_limit;
     c->rate_window_ms = w->cfg.rate_window_ms;
     c->refs = 1;
     c->state = CL_LOADING;
@@ -166,6 +170,7 @@ client *cl_acquire(worker *w, const char *id)
     c->timer.data = c;
     c->next = w->clients;
     w->clients = c;
+    sched_client_counted(w, c);
     load_credentials(c);
     return c;
 }

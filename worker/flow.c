@@ -256,8 +256,19 @@ static void on_sync_done(op *o, const op_result *res)
     free_op(o);
 }
 
+/* The job has asked for its first HTTP slot, or ended: it no longer holds
+ * back popping (see wants_job in worker.c). */
+static void started(held *h)
+{
+    if (h->starting) {
+        h->starting = 0;
+        h->w->starting--;
+    }
+}
+
 static op *new_op(held *h, op_kind kind, unsigned page)
 {
+    started(h);
     op *o = calloc(1, sizeof *o);
     if (o == NULL)
         return NULL;
@@ -315,6 +326,7 @@ static void on_page_recorded(redisReply *reply, void *ud)
     held *h = pc->h;
     h->page_write = NULL;
     h->list_pending = 0;
+    h->list_streak = 0;
     h->pages_seen++;
     if (pc->last)
         h->listing_done = 1;
@@ -387,6 +399,33 @@ static void record_page(held *h, unsigned page, api_page *items)
     free(lens);
 }
 
+static void submit_list(held *h, uint64_t not_before_ms);
+
+/* A page could not be fetched (h->list_error says why). A retryable failure
+ * is retried in place after a backoff: the job keeps its place, its syncs
+ * go on meanwhile and, waiting, it holds no HTTP slot. A permanent one, or
+ * ADSYNC_MAX_ATTEMPTS failures in a row (progress resets the count; a
+ * retried job brings its attempts), ends the job once its syncs are
+ * recorded: buried. */
+static void list_failed(held *h, unsigned page, int permanent, unsigned long retry_after_ms)
+{
+    worker *w = h->w;
+    unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + ++h->list_streak;
+    log_warn("page fetch failed", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
+             LOG_INT("page", page), LOG_INT("attempt", attempt), LOG_STR("error", h->list_error));
+    if (!permanent && attempt < w->cfg.max_attempts && !w->stopping) {
+        uint64_t delay = backoff_ms(attempt, w->cfg.backoff_base_ms, w->cfg.backoff_max_ms,
+                                    backoff_unit_random());
+        uint64_t wall = clock_wall_ms();
+        submit_list(h, clock_mono_ms() + (backoff_due_ms(wall, delay, retry_after_ms) - wall));
+        return;
+    }
+    h->list_pending = 0;
+    h->list_failed = permanent || attempt >= w->cfg.max_attempts ? 2 : 1;
+    h->retry_after_ms = retry_after_ms;
+    maybe_finish(h);
+}
+
 static void on_list_done(op *o, const op_result *res)
 {
     held *h = o->owner;
@@ -406,16 +445,11 @@ static void on_list_done(op *o, const op_result *res)
         record_page(h, page, &items);
         return;
     }
-    h->list_pending = 0;
-    h->list_failed = res->verdict == API_PERMANENT ? 2 : 1;
-    h->retry_after_ms = res->retry_after_ms;
     if (res->verdict == API_OK)
         api_describe_failure(res->http, err, h->list_error, sizeof h->list_error);
     else
         snprintf(h->list_error, sizeof h->list_error, "%s", res->error);
-    log_warn("page fetch failed", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
-             LOG_INT("page", page), LOG_STR("error", h->list_error));
-    maybe_finish(h);
+    list_failed(h, page, res->verdict == API_PERMANENT, res->retry_after_ms);
 }
 
 static void maybe_list_more(held *h)
@@ -427,14 +461,21 @@ static void maybe_list_more(held *h)
     if (h->job.type != JOB_CLIENT || h->listing_done || h->list_pending || h->list_failed ||
         h->aborted || w->stopping || h->syncs_open >= ahead)
         return;
+    submit_list(h, 0);
+}
+
+static void submit_list(held *h, uint64_t not_before_ms)
+{
     op *o = new_op(h, OP_LIST, h->next_page);
     if (o == NULL) {
+        h->list_pending = 0;
         h->aborted = 1;
         return;
     }
     o->done = on_list_done;
+    o->not_before_ms = not_before_ms;
     h->list_pending = 1;
-    sched_submit(w, o);
+    sched_submit(h->w, o);
 }
 
 /* ---- the end of a job ----------------------------------------------------- */
@@ -464,8 +505,8 @@ static void retry_client_job(held *h)
 {
     worker *w = h->w;
     /* Progress resets the count: a long listing that meets an occasional
-     * 503 is not one failure away from dead. */
-    unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + 1;
+     * 503 is not one failure away from dead (list_failed counted this one). */
+    unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + h->list_streak;
     job_set_error(&h->job, h->list_error);
     if (h->list_failed == 2 || attempt >= w->cfg.max_attempts) {
         unsigned saved = h->job.attempt;
@@ -670,6 +711,8 @@ void fl_start(worker *w, char *elem, size_t len)
     h->w = w;
     h->elem = elem;
     h->elem_len = len;
+    h->starting = 1;
+    w->starting++;
     h->next = w->jobs;
     if (w->jobs)
         w->jobs->prev = h;
@@ -700,6 +743,7 @@ static void release(held *h)
     if (h->next)
         h->next->prev = h->prev;
     w->njobs--;
+    started(h);
     cl_release(h->client);
     job_clear(&h->job);
     free(h->elem);

@@ -89,6 +89,8 @@ int main(int argc, char **argv)
     }
     log_setup(c.log_level, c.log_format, 2);
     log_secret_add(c.redis.password);
+    if (c.deprecated)
+        log_warn(c.deprecated);
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");

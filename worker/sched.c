@@ -106,9 +106,46 @@ void sched_wake(worker *w, client *c)
     sched_pump(w);
 }
 
+/* ---- what the held clients ask of the slots ------------------------------ */
+
+static void demand_remove(worker *w, client *c)
+{
+    if (!c->in_demand)
+        return;
+    if (c->demand_rate < 0)
+        w->held_unlimited--;
+    else
+        w->held_rate -= c->demand_rate;
+    c->in_demand = 0;
+}
+
+void sched_client_counted(worker *w, client *c)
+{
+    demand_remove(w, c);
+    if (c->rate_limit == 0) {
+        c->demand_rate = -1;
+        w->held_unlimited++;
+    } else {
+        c->demand_rate = (double)c->rate_limit / (double)(c->rate_window_ms ? c->rate_window_ms : 1);
+        w->held_rate += c->demand_rate;
+    }
+    c->in_demand = 1;
+}
+
 void sched_client_gone(worker *w, client *c)
 {
+    demand_remove(w, c);
     ring_remove(w, c);
+}
+
+double sched_expected_busy(const worker *w)
+{
+    return (double)w->held_unlimited * w->cfg.client_concurrency + w->held_rate * w->latency_ms;
+}
+
+static void note_latency(worker *w, const http_result *res)
+{
+    w->latency_ms += ((double)res->duration_ms - w->latency_ms) / 32;
 }
 
 static void finish(op *o, api_verdict v, const http_result *http, const char *error, int aborted)
@@ -146,12 +183,18 @@ static void slot_release(worker *w, client *c)
     w->inflight--;
 }
 
-static void park(client *c, op *o, uint64_t ms)
+/* The client leaves the ring until its timer brings it back. */
+static void park_client(client *c, uint64_t ms)
 {
-    push_head(c, o);
     c->parked_until = clock_mono_ms() + ms;
     ring_remove(c->w, c);
     cl_arm_timer(c, ms);
+}
+
+static void park(client *c, op *o, uint64_t ms)
+{
+    push_head(c, o);
+    park_client(c, ms);
 }
 
 static void on_http_done(const http_result *res, void *ud);
@@ -173,6 +216,7 @@ static void send_request(worker *w, op *o)
         .body = body, .body_len = body ? strlen(body) : 0,
     };
     snprintf(o->token_used, sizeof o->token_used, "%s", c->token);
+    o->submitted_ns = uv_hrtime();
     if (rc == 0 && w->http)
         rc = http_submit(w->http, &spec, on_http_done, o);
     free(body);
@@ -205,13 +249,20 @@ static void on_rate_checked(rds *r, redisReply *reply, void *privdata)
     sched_wake(w, c);
 }
 
-/* The shared limiter's window is kept a little longer than the platform's,
- * so requests recorded just inside our window but arriving a few ms later
- * never land in the platform's next one. */
-static uint64_t padded_window(uint64_t window_ms)
+/* ---- padding of the shared window (ratepad.h) ------------------------------- */
+
+uint64_t sched_rate_pad_ms(worker *w, uint64_t window_ms)
 {
-    uint64_t pad = window_ms / 50;
-    return window_ms + (pad < 10 ? 10 : pad > 1000 ? 1000 : pad);
+    return rl_pad_ms(&w->rate_pad, clock_mono_ms(), window_ms);
+}
+
+static void note_rate_lag(worker *w, const op *o, const http_result *res)
+{
+    if (o->rate_asked_ns == 0 || res->wait_us == 0)
+        return;   /* not rate-limited, or never written */
+    uint64_t client_lag_us = (o->submitted_ns - o->rate_asked_ns) / 1000 + res->wait_us;
+    rl_pad_note(&w->rate_pad, clock_mono_ms(), o->client->rate_window_ms, o->kind, client_lag_us,
+                res->server_us);
 }
 
 static void check_rate(worker *w, op *o)
@@ -221,9 +272,11 @@ static void check_rate(worker *w, op *o)
     keys_client_key(&w->keys, c->id, KEYS_CLIENT_RATELIMIT, rl_key, sizeof rl_key);
     keys_client_key(&w->keys, c->id, KEYS_CLIENT_COOLDOWN, cd_key, sizeof cd_key);
     snprintf(limit, sizeof limit, "%u", c->rate_limit);
-    snprintf(window, sizeof window, "%llu", (unsigned long long)padded_window(c->rate_window_ms));
+    snprintf(window, sizeof window, "%llu",
+             (unsigned long long)(c->rate_window_ms + sched_rate_pad_ms(w, c->rate_window_ms)));
     snprintf(member, sizeof member, "%s:%llu", w->id, (unsigned long long)++w->rate_seq);
     const char *args[] = { rl_key, cd_key, limit, window, member };
+    o->rate_asked_ns = uv_hrtime();
     if (rds_script(w->redis, SCRIPT_RATELIMIT, on_rate_checked, o, 2, 5, args, NULL) < 0) {
         slot_release(w, c);
         park(c, o, RATE_RETRY_MS);
@@ -252,7 +305,7 @@ static void start_cooldown(worker *w, client *c, unsigned long ms)
     const char *argv[] = { "SET", key, "1", "PX", px };
     rds_command(w->redis, NULL, NULL, 5, argv, NULL);
     log_warn("rate limited by the platform, cooling down", LOG_STR("client", c->id),
-             LOG_INT("ms", (long long)ms));
+             LOG_INT("ms", (long long)ms), LOG_INT("pad_ms", (long long)sched_rate_pad_ms(w, c->rate_window_ms)));
 }
 
 static void on_http_done(const http_result *res, void *ud)
@@ -267,6 +320,8 @@ static void on_http_done(const http_result *res, void *ud)
         sched_wake(w, c);
         return;
     }
+    note_rate_lag(w, o, res);
+    note_latency(w, res);
     api_verdict v = api_classify(res->error, res->status);
     char why[512];
     api_describe_failure(res, NULL, why, sizeof why);
@@ -277,6 +332,8 @@ static void on_http_done(const http_result *res, void *ud)
     } else if (v == API_REAUTH) {
         finish(o, API_PERMANENT, res, "HTTP 401 after logging in again", 0);
     } else if (v == API_RATE_LIMITED) {
+        if (c->rate_limit > 0)
+            rl_pad_on_429(&w->rate_pad, clock_mono_ms(), c->rate_window_ms);
         unsigned long ms = api_retry_after_ms(res->retry_after_s, res->body, res->body_len);
         start_cooldown(w, c, ms);
         park(c, o, ms);
@@ -292,8 +349,13 @@ static void on_http_done(const http_result *res, void *ud)
  * sets in motion whatever will bring it back. */
 static int ready(worker *w, client *c)
 {
-    if (c->queued == 0 || c->parked_until > clock_mono_ms()) {
+    uint64_t now = clock_mono_ms();
+    if (c->queued == 0 || c->parked_until > now) {
         ring_remove(w, c);
+        return 0;
+    }
+    if (c->queue_head->not_before_ms > now) {   /* a retry waiting for its backoff */
+        park_client(c, c->queue_head->not_before_ms - now);
         return 0;
     }
     if (c->state == CL_FAILED && c->failed_permanent) {
@@ -312,6 +374,13 @@ static int ready(worker *w, client *c)
         return 0;
     }
     return 1;
+}
+
+unsigned sched_idle_slots(const worker *w)
+{
+    if (w->stopping || w->ring != NULL || w->inflight >= w->cfg.concurrency)
+        return 0;
+    return w->cfg.concurrency - w->inflight;
 }
 
 static int may_start(worker *w)
@@ -338,4 +407,6 @@ void sched_pump(worker *w)
         }
     } while (w->pump_again);
     w->pumping = 0;
+    if (sched_idle_slots(w) > 0)
+        wk_kick(w);   /* the held jobs leave slots idle: take more */
 }

@@ -28,6 +28,7 @@
 #define PROMOTE_BATCH 200
 #define HOUSEKEEPING_MS 200
 #define FINAL_WRITE_WAIT_MS 3000
+#define INITIAL_LATENCY_MS 1000  /* request time assumed until one is measured */
 
 static const char *const script_table[SCRIPT_COUNT] = {
     [SCRIPT_PROGRESS] = script_progress, [SCRIPT_RATELIMIT] = script_ratelimit,
@@ -316,6 +317,24 @@ static void on_popped(rds *r, redisReply *reply, void *privdata)
     pop_more(w);
 }
 
+/* Room for another job: under the memory cap (ADSYNC_MAX_JOBS) with the
+ * write backlog small, and the HTTP slots not spoken for. The slots, not a
+ * job count, bound the work in progress: a client held to 10 requests a
+ * minute keeps a fraction of a slot busy on average (its rate times the
+ * measured request time) and, waiting for its window, a cooldown or a token,
+ * none. So the worker holds as many clients as the slots can serve at the
+ * platform's pace, and takes more whenever slots sit idle anyway. Jobs still
+ * starting or being popped count as ADSYNC_CLIENT_CONCURRENCY each. */
+static int wants_job(const worker *w)
+{
+    size_t holding = w->njobs + w->pops_pending;
+    size_t claimed = (w->starting + w->pops_pending) * w->cfg.client_concurrency;
+    if (holding >= w->cfg.max_jobs || st_backlog(w->store) >= POP_BACKLOG_LIMIT)
+        return 0;
+    return sched_expected_busy(w) + (double)claimed < (double)w->cfg.concurrency ||
+           sched_idle_slots(w) > claimed;
+}
+
 static void pop_more(worker *w)
 {
     if (w->stopping || !w->registered || w->pop == NULL || !rds_is_connected(w->pop))
@@ -327,8 +346,7 @@ static void pop_more(worker *w)
     char jobs[KEYS_MAX_LEN], timeout[8];
     keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
     snprintf(timeout, sizeof timeout, "%d", POP_TIMEOUT_S);
-    while (w->pops_pending < POP_PIPELINE && w->njobs + w->pops_pending < w->cfg.max_jobs &&
-           st_backlog(w->store) < POP_BACKLOG_LIMIT) {
+    while (w->pops_pending < POP_PIPELINE && wants_job(w)) {
         const char *argv[] = { "BLMOVE", jobs, w->processing_key, "RIGHT", "LEFT", timeout };
         if (rds_command(w->pop, on_popped, w, 6, argv, NULL) < 0)
             return;
@@ -568,6 +586,8 @@ static int open_connections(worker *w)
 int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const char *id, int drain)
 {
     memset(w, 0, sizeof *w);
+    rl_pad_init(&w->rate_pad);
+    w->latency_ms = INITIAL_LATENCY_MS;
     w->loop = loop;
     w->cfg = *c;
     w->drain = drain;

@@ -25,6 +25,7 @@
 #include "http.h"
 #include "job.h"
 #include "keys.h"
+#include "ratepad.h"
 #include "rds.h"
 
 typedef struct worker worker;
@@ -88,11 +89,16 @@ struct worker {
     client *clients;         /* registry: clients some held job uses */
     held *jobs;              /* jobs held (in our processing list) */
     size_t njobs;
+    size_t starting;         /* held jobs that have not asked for an HTTP slot yet */
     unsigned pops_pending;
     int orphan_check;        /* new pop connection: 1 = check our list before popping, 2 = asked */
     client *ring;            /* sched.c: clients with queued work, served round-robin */
     unsigned inflight;       /* sched.c: HTTP requests + rate checks in flight */
     int pumping, pump_again;
+    rl_pad rate_pad;         /* sched.c: the limiter's window padding */
+    double held_rate;        /* sched.c: requests per ms the held rate-limited clients may make */
+    unsigned held_unlimited; /* sched.c: held clients without a rate limit */
+    double latency_ms;       /* sched.c: moving average of API request durations */
 
     uv_timer_t heartbeat_timer, reaper_timer, promote_timer, housekeeping_timer, grace_timer;
     uv_signal_t sigterm, sigint;
@@ -156,6 +162,7 @@ struct client {
     char password[256];      /* secret */
     char base_url[1024];
     unsigned rate_limit, page_size;
+    int rate_limit_named;    /* "rate_limit" was in the hash: ignore "rate_limit_per_min" */
     uint64_t rate_window_ms;
 
     cl_state state;
@@ -175,6 +182,8 @@ struct client {
     uint64_t parked_until;   /* mono ms: waiting for the rate window/cooldown */
     client *ring_prev, *ring_next;
     int in_ring;
+    double demand_rate;      /* what it adds to held_rate; < 0: counted as unlimited */
+    int in_demand;
 };
 
 client *cl_acquire(worker *w, const char *id);   /* +1 ref; loads on first use */
@@ -210,16 +219,32 @@ struct op {
     unsigned page;           /* OP_LIST: page to fetch; OP_SYNC: page it was listed on */
     api_campaign campaign;   /* OP_SYNC: owned */
     int reauthed;            /* already retried once after a 401 */
+    uint64_t not_before_ms;  /* mono ms: not started before (a page retried in place) */
+    uint64_t rate_asked_ns;  /* when the shared limiter was asked (0: no limit) */
+    uint64_t submitted_ns;   /* when the HTTP request was handed to curl */
     char token_used[API_TOKEN_MAX];
 };
 
 void sched_submit(worker *w, op *o);   /* queues at the tail */
 void sched_pump(worker *w);            /* starts what limits allow */
 void sched_client_gone(worker *w, client *c);
+/* A client is held, or its rate limit became known: (re)counts what it may
+ * ask of the slots. */
+void sched_client_counted(worker *w, client *c);
 /* Puts a client back in the rotation after its state changed. */
 void sched_wake(worker *w, client *c);
 /* Shutdown: abort queued ops (their done runs with API_RETRY "shutdown"). */
 void sched_cancel_queued(worker *w);
+/* HTTP slots that no held job can use right now (0 while any client with
+ * work is ready to start): room for more jobs. */
+unsigned sched_idle_slots(const worker *w);
+/* Slots the held clients keep busy on average: a client without a rate
+ * limit up to ADSYNC_CLIENT_CONCURRENCY, a rate-limited one its requests per
+ * ms times the measured request duration. */
+double sched_expected_busy(const worker *w);
+/* The padding added to a client's rate window, from the measured time
+ * between a request's count and its departure (see sched.c). */
+uint64_t sched_rate_pad_ms(worker *w, uint64_t window_ms);
 
 /* ---- flow.c ------------------------------------------------------------ */
 /* A job popped from the queue and held until its outcome is written. */
@@ -236,7 +261,8 @@ struct held {
     int list_pending;        /* a list op queued or in flight */
     struct page_ctx *page_write;  /* a listed page whose write is queued (owned: freed on release) */
     int listing_done;
-    int list_failed;
+    int list_failed;         /* 1: retry the job later; 2: give up (permanent or attempts spent) */
+    unsigned list_streak;    /* page fetches failed in a row, each retried in place */
     char list_error[512];
     unsigned long retry_after_ms;
     unsigned pages_seen;
@@ -245,6 +271,7 @@ struct held {
     size_t syncs_open;       /* sync ops not yet recorded */
     int finishing;
     int aborted;             /* some work was cut by shutdown: hand the job back */
+    int starting;            /* counted in w->starting until its first request is queued */
 };
 
 /* Takes ownership of elem (malloc'd). Validates, counts the delivery and

@@ -66,7 +66,7 @@ mock_pid=$!
 until_ok adsync-mock-api curl -sf "http://127.0.0.1:$mock_port/health"
 
 export REDIS_URL="redis://127.0.0.1:$redis_port/0" AD_PLATFORM_URL="http://127.0.0.1:$mock_port"
-export ADSYNC_RATE_LIMIT_PER_MIN=0 ADSYNC_LOG_FORMAT=json ADSYNC_LOG_LEVEL=warn
+export ADSYNC_RATE_LIMIT=0 ADSYNC_LOG_FORMAT=json ADSYNC_LOG_LEVEL=warn
 export ADSYNC_MAX_JOBS=$max_jobs ADSYNC_CLIENT_CONCURRENCY=$client_conc ADSYNC_CONCURRENCY=$per_worker
 
 # One measured run: N workers already up and registered, then the enqueue;

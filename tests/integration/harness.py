@@ -128,16 +128,25 @@ class RespClient:
             return None if n < 0 else [self._reply() for _ in range(n)]
         raise RedisError(f"bad RESP type {line!r}")
 
-    def cmd(self, *args):
+    @staticmethod
+    def _encode(args):
         out = [b"*%d\r\n" % len(args)]
         for a in args:
             b = a if isinstance(a, bytes) else str(a).encode()
             out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-        self.sock.sendall(b"".join(out))
-        r = self._reply()
-        if isinstance(r, RedisError):
-            raise r
-        return r
+        return b"".join(out)
+
+    def cmd(self, *args):
+        return self.pipeline([args])[0]
+
+    def pipeline(self, commands):
+        """Sends every command at once, then reads the replies in order."""
+        self.sock.sendall(b"".join(self._encode(c) for c in commands))
+        replies = [self._reply() for _ in commands]
+        for r in replies:
+            if isinstance(r, RedisError):
+                raise r
+        return replies
 
 
 class Redis:
@@ -173,10 +182,13 @@ class Redis:
             return False
 
     def cmd(self, *args):
+        return self.pipeline([args])[0]
+
+    def pipeline(self, commands):
         if self._client is None:
             self._client = RespClient(self.port)
         try:
-            return self._client.cmd(*args)
+            return self._client.pipeline(commands)
         except (ConnectionError, OSError):
             self._client = None
             raise

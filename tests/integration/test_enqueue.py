@@ -83,7 +83,7 @@ class EnqueueTest(unittest.TestCase):
         self.assertEqual(p.stderr, "", "no prompt or noise when stdin is a pipe")
         h = hgetall(self.redis, "adsync:client:acme")
         self.assertEqual(h, {"email": "ops@acme.test", "password": PASSWORD,
-                             "api_url": "http://127.0.0.1:3001", "rate_limit_per_min": "25",
+                             "api_url": "http://127.0.0.1:3001", "rate_limit": "25",
                              "page_size": "50"})
         self.assertEqual(self.redis.cmd("SMEMBERS", "adsync:clients"), ["acme"])
         # Re-adding replaces every setting and drops the cached token.
@@ -132,7 +132,7 @@ class EnqueueTest(unittest.TestCase):
         self.assertTrue(lines[2].startswith("beta"))
         doc = json.loads(self.run_enq("client", "list", "--json").stdout)
         self.assertEqual([c["id"] for c in doc["clients"]], ["acme", "beta"])
-        self.assertEqual(doc["clients"][0]["rate_limit_per_min"], 7)
+        self.assertEqual(doc["clients"][0]["rate_limit"], 7)
         self.assertIsNone(doc["clients"][1]["api_url"])
         for c in doc["clients"]:
             self.assertNotIn("password", c)

@@ -33,7 +33,7 @@ class RateLimitTest(wl.SystemTest):
     def start(self, clients, campaigns, workers, latency_ms=0, **extra):
         self.platform = self.mock(*limited_mock_flags(clients, campaigns, latency_ms))
         ids = wl.register_clients(self.redis, clients)
-        env = wl.fast_env(self.redis, self.platform, ADSYNC_RATE_LIMIT_PER_MIN=LIMIT,
+        env = wl.fast_env(self.redis, self.platform, ADSYNC_RATE_LIMIT=LIMIT,
                           ADSYNC_RATE_WINDOW_MS=WINDOW_MS, **extra)
         for _ in range(workers):
             self.worker(env)

@@ -110,7 +110,7 @@ def wait_exit(testcase, workers, timeout):
 
 def fast_env(redis, mock, **extra):
     base = dict(ADSYNC_BACKOFF_BASE_MS=50, ADSYNC_BACKOFF_MAX_MS=500, ADSYNC_LEASE_MS=3000,
-                ADSYNC_RATE_LIMIT_PER_MIN=0, ADSYNC_HTTP_TIMEOUT_MS=1000,
+                ADSYNC_RATE_LIMIT=0, ADSYNC_HTTP_TIMEOUT_MS=1000,
                 ADSYNC_SHUTDOWN_GRACE_MS=2000)
     base.update(extra)
     return adsync_env(redis=redis, mock=mock, **base)

@@ -34,9 +34,9 @@ static void defaults(void **state)
     assert_int_equal(c.redis.db, 0);
     assert_string_equal(c.prefix, "adsync");
     assert_string_equal(c.platform.base, "http://127.0.0.1:3001");
-    assert_int_equal(c.concurrency, 64);
+    assert_int_equal(c.concurrency, 256);
     assert_int_equal(c.client_concurrency, 4);
-    assert_int_equal(c.max_jobs, 16);
+    assert_int_equal(c.max_jobs, 1024);
     assert_int_equal(c.page_size, 10);
     assert_int_equal(c.max_pages, 10000);
     assert_int_equal(c.http_timeout_ms, 30000);
@@ -48,7 +48,7 @@ static void defaults(void **state)
     assert_int_equal(c.lease_ms, 30000);
     assert_int_equal(c.max_deliveries, 5);
     assert_int_equal(c.shutdown_grace_ms, 25000);
-    assert_int_equal(c.rate_limit_per_min, 10);
+    assert_int_equal(c.rate_limit, 10);
     assert_int_equal(c.rate_window_ms, 60000);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_false(c.metrics_enabled);
@@ -57,12 +57,39 @@ static void defaults(void **state)
     assert_int_equal(c.pg_batch_ms, 50);
 }
 
+/* ADSYNC_RATE_LIMIT_PER_MIN is the old name of ADSYNC_RATE_LIMIT: taken
+ * alone with a note to log, refused when it contradicts the new name. */
+static void rate_limit_alias(void **state)
+{
+    (void)state;
+    cfg c;
+    char err[CFG_ERR_LEN];
+    const char *neu[] = { "ADSYNC_RATE_LIMIT", "7", NULL };
+    assert_int_equal(load(neu, &c, err), 0);
+    assert_int_equal(c.rate_limit, 7);
+    assert_null(c.deprecated);
+    const char *old[] = { "ADSYNC_RATE_LIMIT_PER_MIN", "300", NULL };
+    assert_int_equal(load(old, &c, err), 0);
+    assert_int_equal(c.rate_limit, 300);
+    assert_non_null(c.deprecated);
+    assert_non_null(strstr(c.deprecated, "ADSYNC_RATE_LIMIT instead"));
+    const char *same[] = { "ADSYNC_RATE_LIMIT", "5", "ADSYNC_RATE_LIMIT_PER_MIN", "5", NULL };
+    assert_int_equal(load(same, &c, err), 0);
+    assert_int_equal(c.rate_limit, 5);
+    const char *both[] = { "ADSYNC_RATE_LIMIT", "5", "ADSYNC_RATE_LIMIT_PER_MIN", "300", NULL };
+    assert_int_equal(load(both, &c, err), -1);
+    assert_non_null(strstr(err, "ADSYNC_RATE_LIMIT_PER_MIN: 300 disagrees with ADSYNC_RATE_LIMIT 5"));
+    const char *bad[] = { "ADSYNC_RATE_LIMIT_PER_MIN", "ten", NULL };
+    assert_int_equal(load(bad, &c, err), -1);
+    assert_non_null(strstr(err, "ADSYNC_RATE_LIMIT_PER_MIN: 'ten' is not a number"));
+}
+
 static void overrides(void **state)
 {
     (void)state;
     const char *kv[] = { "REDIS_URL", "redis://u:p@w@redis.local:7000/3",
                          "AD_PLATFORM_URL", "https://api.example.test/v2/",
-                         "ADSYNC_CONCURRENCY", "256", "ADSYNC_PREFIX", "t1",
+                         "ADSYNC_CONCURRENCY", "128", "ADSYNC_PREFIX", "t1",
                          "ADSYNC_LOG_FORMAT", "text", "ADSYNC_LOG_LEVEL", "DEBUG",
                          "ADSYNC_METRICS_ADDR", "127.0.0.1:9100", NULL };
     cfg c;
@@ -76,7 +103,7 @@ static void overrides(void **state)
     assert_string_equal(c.platform.base, "https://api.example.test/v2");
     assert_int_equal(c.platform.port, 443);
     assert_true(c.platform.tls);
-    assert_int_equal(c.concurrency, 256);
+    assert_int_equal(c.concurrency, 128);
     assert_string_equal(c.prefix, "t1");
     assert_int_equal(c.log_format, LOG_FORMAT_TEXT);
     assert_int_equal(c.log_level, LOG_DEBUG);
@@ -237,6 +264,7 @@ int main(void)
         cmocka_unit_test(url_passwords_never_echoed),
         cmocka_unit_test(required_and_typed_getters),
         cmocka_unit_test(url_forms),
+        cmocka_unit_test(rate_limit_alias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
