@@ -11,8 +11,8 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev
-            libcjson-dev libmicrohttpd-dev libcmocka-dev libpq-dev)
-libs_pkgs=(libuv1 libhiredis0.14 libcurl4 libcjson1 libmicrohttpd12 libpq5 ca-certificates)
+            libcjson-dev libmicrohttpd-dev libcmocka-dev libpq-dev libsodium-dev)
+libs_pkgs=(libuv1 libhiredis0.14 libcurl4 libcjson1 libmicrohttpd12 libpq5 libsodium23 ca-certificates)
 runtime_pkgs=("${libs_pkgs[@]}" redis-server redis-tools curl)
 test_pkgs=(redis-server redis-tools python3 curl procps iproute2 python3-prometheus-client python3-yaml systemd
            postgresql)   # postgresql: tests/integration/test_pg_sink.py runs a throwaway server
