@@ -34,6 +34,7 @@ int api_parse_token(const char *body, size_t len, char *token, size_t toklen, lo
                     char *err, size_t errlen);
 
 /* "Authorization: Basic base64(email:password)" into out. -1 if too small. */
+#define API_BASIC_HEADER_MAX 2048   /* fits a 320-byte e-mail and a 1023-byte password */
 int api_basic_auth_header(const char *email, const char *password, char *out, size_t outlen);
 
 typedef struct api_campaign {

@@ -337,6 +337,7 @@ static const struct numeric_setting numeric_settings[] = {
     U("ADSYNC_SHUTDOWN_GRACE_MS", 25000, 0, 3600000, shutdown_grace_ms),
     U("ADSYNC_RATE_LIMIT", 10, 0, 1000000, rate_limit),
     U("ADSYNC_RATE_WINDOW_MS", 60000, 10, 86400000, rate_window_ms),
+    U("ADSYNC_ALLOW_PLAINTEXT_CREDENTIALS", 0, 0, 1, allow_plaintext_credentials),
     U("ADSYNC_PG_BATCH_ROWS", 500, 1, PGROW_MAX_ROWS, pg_batch_rows),
     U("ADSYNC_PG_BATCH_MS", 50, 1, 60000, pg_batch_ms),
 };

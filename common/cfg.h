@@ -63,6 +63,7 @@ typedef struct cfg {
     unsigned max_deliveries;
     uint64_t shutdown_grace_ms;
     unsigned rate_limit;           /* requests per rate window (ADSYNC_RATE_LIMIT) */
+    unsigned allow_plaintext_credentials;   /* 1: a sealing key does not refuse plain text */
     uint64_t rate_window_ms;
     log_level log_level;
     log_format log_format;

@@ -44,12 +44,23 @@ int app_open(app *a)
 {
     char err[CFG_ERR_LEN];
     a->rc = NULL;
+    a->seal = NULL;
     if (cfg_load(&a->cfg, NULL, err, sizeof err) < 0) {
         app_error("%s", err);
         return CFG_EXIT_CONFIG;
     }
     log_setup(a->cfg.log_level, a->cfg.log_format, 2);
     log_secret_add(a->cfg.redis.password);
+    if (seal_init() < 0 || (a->seal = seal_keyring_new()) == NULL) {
+        app_error("could not initialise libsodium");
+        return EX_SOFTWARE;
+    }
+    if (seal_keyring_from_env(a->seal, err, sizeof err) < 0) {
+        app_error("%s", err);
+        seal_keyring_free(a->seal);
+        a->seal = NULL;
+        return CFG_EXIT_CONFIG;
+    }
     keys_init(&a->keys, a->cfg.prefix);
     a->rc = rdsync_connect(&a->cfg.redis, APP_CONNECT_TIMEOUT_MS, APP_COMMAND_TIMEOUT_MS,
                            a->err, sizeof a->err);
@@ -60,6 +71,8 @@ void app_close(app *a)
 {
     rdsync_free(a->rc);
     a->rc = NULL;
+    seal_keyring_free(a->seal);
+    a->seal = NULL;
     log_secret_clear();
 }
 

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "cfg.h"
+#include "seal.h"
 #include "keys.h"
 #include "rdsync.h"
 
@@ -33,6 +34,7 @@
 typedef struct app {
     cfg cfg;
     keys keys;
+    seal_keyring *seal;          /* from ADSYNC_SECRET_KEY_FILE...; empty = no sealing */
     redisContext *rc;            /* NULL until app_open */
     char err[RDSYNC_ERR_LEN];    /* last rdsync error */
 } app;

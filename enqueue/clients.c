@@ -187,13 +187,19 @@ static int client_add(int argc, char **argv)
     char prompt[KEYS_ID_MAX + 32], err[128];
     snprintf(prompt, sizeof prompt, "Password for %s: ", id);
     char *password = password_read(prompt, err, sizeof err);
+    char *sealed = NULL;
     if (password == NULL) {
         app_error("client add: %s", err);
         rc = EX_DATAERR;
+    } else if (seal_keyring_active(a.seal) &&
+               (sealed = seal_seal(a.seal, id, "password", password, strlen(password))) == NULL) {
+        app_error("client add: out of memory sealing the password");
+        rc = EX_SOFTWARE;
     } else {
-        rc = add_write(&a, id, &o, &url, password);
-        password_free(password);
+        rc = add_write(&a, id, &o, &url, sealed ? sealed : password);   /* sealed when a key is set */
     }
+    free(sealed);
+    password_free(password);
     app_close(&a);
     return rc;
 }

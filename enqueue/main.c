@@ -16,6 +16,8 @@ static const char help_text[] =
     "  dead list [--json] | dead retry (--all | JOB_ID) | dead purge\n"
     "                                inspect and re-queue dead letters\n"
     "  db migrate                    create/upgrade the PostgreSQL sink's table\n"
+    "  secrets keygen FILE | status [--json] | rotate | migrate\n"
+    "                                sealing key and sealed credentials\n"
     "\n"
     "Every command takes --help. Configuration comes from the environment, as\n"
     "for adsync-worker: REDIS_URL (redis://[user:password@]host[:port][/db]),\n"
@@ -30,12 +32,13 @@ static const app_subcmd commands[] = {
     { "status", cli_status },
     { "dead", cli_dead },
     { "db", cli_db },
+    { "secrets", cli_secrets },
 };
 
 int main(int argc, char **argv)
 {
     static const app_group program = {
-        "COMMAND [ARGS...]   (client, sync, status, dead, db; --help for more)", help_text,
+        "COMMAND [ARGS...]   (client, sync, status, dead, db, secrets; --help for more)", help_text,
         commands, sizeof commands / sizeof commands[0],
     };
     return app_dispatch(&program, argc, argv);

@@ -694,6 +694,31 @@ void plat_reset(plat *p, plat_reply *out) {
   plat_ok(out);
 }
 
+void plat_tokens(plat *p, plat_reply *out) {
+  jw w;
+  jw_init(&w);
+  jw_raw(&w, "{\"tokens\":{");
+  pthread_mutex_lock(&p->mu);
+  for (size_t i = 0; i < acct_count(p->accounts); i++) {
+    const plat_token *t = p->clients[i].tokens;
+    jw_raw(&w, i ? "," : "");
+    jw_str(&w, acct_get(p->accounts, i)->id);
+    jw_raw(&w, ":[");
+    for (int j = 0, n = 0; t && j < PLAT_TOKENS_PER_ACCOUNT; j++) {
+      if (t[j].text[0] == '\0')
+        continue;
+      jw_raw(&w, n++ ? "," : "");
+      jw_str(&w, t[j].text);
+    }
+    jw_raw(&w, "]");
+  }
+  pthread_mutex_unlock(&p->mu);
+  jw_raw(&w, "}}");
+  memset(out, 0, sizeof *out);
+  out->account = -1;
+  plat_reply_take(out, 200, &w);
+}
+
 void plat_revoke_tokens(plat *p, plat_reply *out) {
   pthread_mutex_lock(&p->mu);
   for (size_t i = 0; i < acct_count(p->accounts); i++) {

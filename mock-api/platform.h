@@ -119,6 +119,11 @@ void plat_reset(plat *p, plat_reply *out);
  * expired" from now on. */
 void plat_revoke_tokens(plat *p, plat_reply *out);
 
+/* GET /admin/tokens (test hook): every token issued so far, per client:
+ * {"tokens":{"client_1":["<hex>",...],...}}, so a test can look for them
+ * where they must not be (Redis, its AOF, MONITOR output). */
+void plat_tokens(plat *p, plat_reply *out);
+
 /* GET /health. */
 void plat_health(plat_reply *out);
 

@@ -18,6 +18,7 @@ static const route_row route_table[] = {
     {"GET", "/admin/stats", ROUTE_STATS},
     {"POST", "/admin/reset", ROUTE_RESET},
     {"POST", "/admin/revoke-tokens", ROUTE_REVOKE},
+    {"GET", "/admin/tokens", ROUTE_TOKENS},
 };
 
 /* True when path matches pattern; sets the {} segment if there is one. */

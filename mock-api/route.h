@@ -15,6 +15,7 @@ typedef enum route_id {
   ROUTE_STATS,
   ROUTE_RESET,
   ROUTE_REVOKE,
+  ROUTE_TOKENS,
 } route_id;
 
 typedef struct route_match {

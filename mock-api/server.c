@@ -220,6 +220,7 @@ static void srv_route(srv *s, struct MHD_Connection *c, srv_req *rq, const char 
   case ROUTE_STATS: plat_stats(s->plat, &rq->reply); return;
   case ROUTE_RESET: plat_reset(s->plat, &rq->reply); return;
   case ROUTE_REVOKE: plat_revoke_tokens(s->plat, &rq->reply); return;
+  case ROUTE_TOKENS: plat_tokens(s->plat, &rq->reply); return;
   case ROUTE_NONE: break;
   }
   if (m.status == 405)

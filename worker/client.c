@@ -7,12 +7,14 @@
  * worker that does not get the lock polls for the token the lock holder
  * writes. So one worker per client authenticates at a time, and the platform
  * sees one login per token lifetime, not one per worker. */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "log.h"
+#include "seal.h"
 #include "worker.h"
 
 #define CL_RELOAD_MS 500          /* retry after a failed credentials read */
@@ -20,6 +22,7 @@
 #define CL_AUTHLOCK_MS 10000
 #define CL_TOKEN_RECHECK_MS 30000 /* re-read the shared token this often */
 #define CL_FAILED_RETRY_MS 1000   /* after a retryable auth failure */
+#define CL_PASSWORD_MAX 1023      /* what adsync-enqueue client add accepts */
 
 static void load_credentials(client *c);
 static void free_if_unused(client *c);
@@ -78,13 +81,76 @@ static unsigned parse_unsigned(const redisReply *v, unsigned def, unsigned max)
     return *end == '\0' && end != buf && n <= max ? (unsigned)n : def;
 }
 
+/* ---- the password, as stored (sealed, or plain from earlier versions) ----- */
+
+static void forget_password(client *c)
+{
+    if (c->password)
+        sodium_memzero(c->password, strlen(c->password));
+    free(c->password);
+    c->password = NULL;
+}
+
+/* Keeps the stored form only: a sealed password is opened just before a
+ * login and wiped right after (authenticate). */
+static void keep_stored_password(client *c, const redisReply *v)
+{
+    forget_password(c);
+    c->password = malloc(v->len + 1);
+    if (c->password) {
+        memcpy(c->password, v->str, v->len);
+        c->password[v->len] = '\0';
+    }
+}
+
+/* Opens the stored password into out. -1 with why filled: it cannot be
+ * opened (wrong or missing key, tampered, another client's), or it is plain
+ * text while a key is configured and plain text is not allowed. */
+static int open_password(client *c, char *out, size_t outcap, size_t *outlen, char *why, size_t whylen)
+{
+    const worker *w = c->w;
+    char key_id[SEAL_KEY_ID_LEN + 1];
+    int rc = seal_open(w->seal, c->id, "password", c->password, strlen(c->password), out, outcap, outlen,
+                       key_id);
+    if (rc == SEAL_OK)
+        return 0;
+    if (rc == SEAL_PLAIN && (!seal_keyring_active(w->seal) || w->cfg.allow_plaintext_credentials))
+        return 0;
+    if (rc == SEAL_PLAIN) {
+        sodium_memzero(out, outcap);
+        snprintf(why, whylen, "credentials of client %s are stored in plain text while a sealing key is "
+                              "configured: run 'adsync-enqueue secrets migrate' (or set "
+                              "ADSYNC_ALLOW_PLAINTEXT_CREDENTIALS=1)", c->id);
+    } else if (rc == SEAL_ERR_SPACE) {
+        snprintf(why, whylen, "credentials of client %s are too long (at most %d bytes)", c->id, CL_PASSWORD_MAX);
+    } else {
+        snprintf(why, whylen, "credentials cannot be opened (key id %s)%s", key_id,
+                 rc == SEAL_ERR_KEY ? ": no such key configured (ADSYNC_SECRET_KEY_FILE, "
+                                      "ADSYNC_SECRET_PREVIOUS_KEY_FILE)"
+                                    : ": tampered, or sealed for another client");
+    }
+    return -1;
+}
+
+/* Whether the stored password can be used at all, checked when it is read
+ * so a job whose credentials cannot be opened is dead-lettered before
+ * anything reaches the platform. */
+static int password_unusable(client *c, char *why, size_t whylen)
+{
+    char plain[CL_PASSWORD_MAX + 1];
+    size_t n;
+    int rc = open_password(c, plain, sizeof plain, &n, why, whylen);
+    sodium_memzero(plain, sizeof plain);
+    return rc < 0;
+}
+
 /* Applies one field of the client hash; unknown fields are ignored. */
 static void apply_field(client *c, const redisReply *k, const redisReply *v)
 {
     if (strcmp(k->str, "email") == 0)
         copy_field(c->email, sizeof c->email, v);
     else if (strcmp(k->str, "password") == 0)
-        copy_field(c->password, sizeof c->password, v);
+        keep_stored_password(c, v);
     else if (strcmp(k->str, "api_url") == 0)
         copy_field(c->base_url, sizeof c->base_url, v);
     else if (strcmp(k->str, "rate_limit") == 0) {
@@ -102,8 +168,10 @@ static void validate_credentials(client *c)
 {
     char err[CFG_ERR_LEN], msg[CFG_ERR_LEN + 128];
     cfg_http_url url;
-    if (c->email[0] == '\0' || c->password[0] == '\0') {
+    if (c->email[0] == '\0' || c->password == NULL || c->password[0] == '\0') {
         snprintf(msg, sizeof msg, "no credentials for client %s", c->id);
+        fail(c, 1, msg);
+    } else if (password_unusable(c, msg, sizeof msg)) {
         fail(c, 1, msg);
     } else if (cfg_parse_http_url("api_url", c->base_url, &url, err, sizeof err) < 0) {
         snprintf(msg, sizeof msg, "bad api_url for client %s: %s", c->id, err);
@@ -130,7 +198,8 @@ static void on_credentials(rds *r, redisReply *reply, void *privdata)
     for (size_t i = 0; i + 1 < reply->elements; i += 2)
         apply_field(c, reply->element[i], reply->element[i + 1]);
     sched_client_counted(c->w, c);   /* its own rate limit is known now */
-    log_secret_add(c->password);
+    if (c->password && !seal_keyring_active(c->w->seal))
+        log_secret_add(c->password);   /* plain text at rest: keep it out of logs too */
     validate_credentials(c);
     free_if_unused(c);
 }
@@ -178,7 +247,8 @@ client *cl_acquire(worker *w, const char *id)
 static void on_client_closed(uv_handle_t *h)
 {
     client *c = h->data;
-    memset(c->password, 0, sizeof c->password);
+    forget_password(c);
+    free(c->token_stored);
     free(c);
 }
 
@@ -221,7 +291,9 @@ void cl_free_all(worker *w)
 
 /* ---- token ----------------------------------------------------------------- */
 
-static void adopt_token(client *c, const char *token)
+/* token is the plain token, stored what <prefix>:client:<id>:token holds
+ * for it (sealed, or the same text): kept to compare and delete by value. */
+static void adopt_token(client *c, const char *token, const char *stored)
 {
     char auth[API_TOKEN_MAX + 32], cid[KEYS_ID_MAX + 16];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
@@ -233,9 +305,17 @@ static void adopt_token(client *c, const char *token)
         fail(c, 0, "out of memory building headers");
         return;
     }
+    char *copy = strdup(stored);
+    if (copy == NULL) {
+        http_headers_unref(h);
+        fail(c, 0, "out of memory keeping the token");
+        return;
+    }
     log_secret_add(token);
     http_headers_unref(c->headers);
     c->headers = h;
+    free(c->token_stored);
+    c->token_stored = copy;
     snprintf(c->token, sizeof c->token, "%s", token);
     c->token_recheck_at = clock_mono_ms() + CL_TOKEN_RECHECK_MS;
     set_state(c, CL_READY);
@@ -261,7 +341,16 @@ static void on_token_stored(rds *r, redisReply *reply, void *privdata)
     free_if_unused(c);
 }
 
-static void store_token(client *c, const char *token, long expires_in)
+/* The token's stored form: sealed when a key is configured, else itself.
+ * NULL when out of memory. */
+static char *token_to_store(client *c, const char *token)
+{
+    if (seal_keyring_active(c->w->seal))
+        return seal_seal(c->w->seal, c->id, "token", token, strlen(token));
+    return strdup(token);
+}
+
+static void store_token(client *c, const char *stored, long expires_in)
 {
     /* Cached a minute less than the platform keeps it, so nobody uses a
      * token in its last seconds; short test TTLs keep half their life. */
@@ -269,7 +358,7 @@ static void store_token(client *c, const char *token, long expires_in)
     char key[KEYS_MAX_LEN], ttl[32];
     client_key(c, KEYS_CLIENT_TOKEN, key);
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms > 0 ? ttl_ms : 1);
-    const char *argv[] = { "SET", key, token, "PX", ttl };
+    const char *argv[] = { "SET", key, stored, "PX", ttl };
     if (rds_command(c->w->redis, on_token_stored, c, 5, argv, NULL) == 0)
         c->pending_io++;
     else
@@ -288,9 +377,16 @@ static void on_auth_done(const http_result *res, void *ud)
     if (v == API_OK && api_parse_token(res->body, res->body_len, token, sizeof token, &expires_in,
                                        err, sizeof err) == 0) {
         log_info("authenticated", LOG_STR("client", c->id), LOG_INT("expires_in", expires_in));
-        store_token(c, token, expires_in);
-        adopt_token(c, token);
-        memset(token, 0, sizeof token);
+        char *stored = token_to_store(c, token);
+        if (stored) {
+            store_token(c, stored, expires_in);
+            adopt_token(c, token, stored);
+        } else {
+            release_authlock(c);
+            fail(c, 0, "out of memory sealing the token");
+        }
+        free(stored);
+        sodium_memzero(token, sizeof token);
     } else {
         api_describe_failure(res, v == API_OK ? err : NULL, why, sizeof why);
         release_authlock(c);
@@ -304,14 +400,21 @@ static void on_auth_done(const http_result *res, void *ud)
 
 static void authenticate(client *c)
 {
-    char basic[1200], url[1100];
-    if (api_basic_auth_header(c->email, c->password, basic, sizeof basic) < 0) {
+    char basic[API_BASIC_HEADER_MAX], url[1100], plain[CL_PASSWORD_MAX + 1], why[CFG_ERR_LEN];
+    size_t plain_len;
+    if (open_password(c, plain, sizeof plain, &plain_len, why, sizeof why) < 0) {
+        fail(c, 1, why);
+        return;
+    }
+    int too_long = api_basic_auth_header(c->email, plain, basic, sizeof basic) < 0;
+    sodium_memzero(plain, sizeof plain);
+    if (too_long) {
         fail(c, 1, "credentials too long");
         return;
     }
     const char *lines[] = { basic, "Accept: application/json" };
     http_headers *h = http_headers_new(lines, 2);
-    memset(basic, 0, sizeof basic);
+    sodium_memzero(basic, sizeof basic);
     snprintf(url, sizeof url, "%s/auth/token", c->base_url);
     http_request_spec spec = { .method = "POST", .url = url, .headers = h, .body = "", .body_len = 0 };
     int rc = h && c->w->http ? http_submit(c->w->http, &spec, on_auth_done, c) : -1;
@@ -347,28 +450,41 @@ static void on_authlock(rds *r, redisReply *reply, void *privdata)
     free_if_unused(c);
 }
 
+static void ask_for_authlock(client *c)
+{
+    char key[KEYS_MAX_LEN];
+    client_key(c, KEYS_CLIENT_AUTHLOCK, key);
+    if (rds_commandf(c->w->redis, on_authlock, c, "SET %s %s NX PX %d", key, c->w->id, CL_AUTHLOCK_MS) == 0)
+        c->pending_io++;
+    else
+        token_retry_later(c, CL_RELOAD_MS);
+}
+
+/* A cached token opens into token, or is no token at all: sealed under a
+ * key we lack, tampered, plain text while sealing is on, sealed while it is
+ * off. Such a value is never sent: the client logs in and replaces it. */
+static int open_token(client *c, const redisReply *v, char *token, size_t cap)
+{
+    size_t n;
+    int rc = seal_open(c->w->seal, c->id, "token", v->str, v->len, token, cap, &n, NULL);
+    int sealing = seal_keyring_active(c->w->seal);
+    if (rc == SEAL_OK || (rc == SEAL_PLAIN && !sealing))
+        return n > 0 ? 0 : -1;
+    sodium_memzero(token, cap);
+    return -1;
+}
+
 static void on_shared_token(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
     client *c = privdata;
     c->pending_io--;
-    if (reply && reply->type == REDIS_REPLY_STRING && reply->len > 0 && reply->len < API_TOKEN_MAX) {
-        char token[API_TOKEN_MAX];
-        snprintf(token, sizeof token, "%.*s", (int)reply->len, reply->str);
-        if (strcmp(token, c->token) != 0 || c->state != CL_READY)
-            adopt_token(c, token);
-        else
-            c->token_recheck_at = clock_mono_ms() + CL_TOKEN_RECHECK_MS;
-        c->state = CL_READY;
-        sched_wake(c->w, c);
-    } else if (reply && reply->type == REDIS_REPLY_NIL) {
-        char key[KEYS_MAX_LEN];
-        client_key(c, KEYS_CLIENT_AUTHLOCK, key);
-        if (rds_commandf(c->w->redis, on_authlock, c, "SET %s %s NX PX %d", key, c->w->id,
-                         CL_AUTHLOCK_MS) == 0)
-            c->pending_io++;
-        else
-            token_retry_later(c, CL_RELOAD_MS);
+    char token[API_TOKEN_MAX];
+    if (reply && reply->type == REDIS_REPLY_STRING && open_token(c, reply, token, sizeof token) == 0) {
+        adopt_token(c, token, reply->str);
+        sodium_memzero(token, sizeof token);
+    } else if (reply && (reply->type == REDIS_REPLY_NIL || reply->type == REDIS_REPLY_STRING)) {
+        ask_for_authlock(c);
     } else {
         token_retry_later(c, CL_RELOAD_MS);   /* Redis away */
     }
@@ -400,11 +516,11 @@ void cl_prepare(client *c)
 
 void cl_token_rejected(client *c, const char *token)
 {
-    if (strcmp(c->token, token) != 0)
+    if (strcmp(c->token, token) != 0 || c->token_stored == NULL)
         return;   /* already replaced */
     char key[KEYS_MAX_LEN];
     client_key(c, KEYS_CLIENT_TOKEN, key);
-    const char *args[] = { key, token };
+    const char *args[] = { key, c->token_stored };
     rds_script(c->w->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
     c->token[0] = '\0';
     c->w->n.token_refreshes++;

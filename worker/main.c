@@ -12,6 +12,7 @@
 
 #include "cfg.h"
 #include "log.h"
+#include "seal.h"
 #include "worker.h"
 
 #define EX_USAGE 64
@@ -92,6 +93,20 @@ int main(int argc, char **argv)
     if (c.deprecated)
         log_warn(c.deprecated);
 
+    /* The key ring comes before Redis too: a bad key file is a config error. */
+    seal_keyring *seal = seal_init() == 0 ? seal_keyring_new() : NULL;
+    if (seal == NULL) {
+        log_error("could not initialise libsodium");
+        return 1;
+    }
+    if (seal_keyring_from_env(seal, err, sizeof err) < 0) {
+        fprintf(stderr, "adsync-worker: %s\n", err);
+        seal_keyring_free(seal);
+        return CFG_EXIT_CONFIG;
+    }
+    if (seal_keyring_active(seal))
+        log_info("credentials are sealed", LOG_STR("key_id", seal_keyring_id(seal)),
+                 LOG_INT("plaintext_allowed", c.allow_plaintext_credentials));
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");
         return 1;
@@ -106,7 +121,7 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return CFG_EXIT_CONFIG;
     }
-    if (wk_init(&w, &loop, &c, opt.id, opt.drain) < 0) {
+    if (wk_init(&w, &loop, &c, seal, opt.id, opt.drain) < 0) {
         log_error("could not set up the worker (out of memory?)");
         return 1;
     }
@@ -118,6 +133,7 @@ int main(int argc, char **argv)
     if (rc != 0)
         log_warn("event loop closed with handles left", LOG_STR("error", uv_strerror(rc)));
     curl_global_cleanup();
+    seal_keyring_free(seal);
     log_secret_clear();
     return w.exit_code;
 }

@@ -583,13 +583,14 @@ static int open_connections(worker *w)
     return w->redis && w->pop && w->http && w->store ? 0 : -1;
 }
 
-int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const char *id, int drain)
+int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, const char *id, int drain)
 {
     memset(w, 0, sizeof *w);
     rl_pad_init(&w->rate_pad);
     w->latency_ms = INITIAL_LATENCY_MS;
     w->loop = loop;
     w->cfg = *c;
+    w->seal = seal;
     w->drain = drain;
     w->started_at = clock_wall_ms();
     keys_init(&w->keys, c->prefix);

@@ -27,6 +27,7 @@
 #include "keys.h"
 #include "ratepad.h"
 #include "rds.h"
+#include "seal.h"
 
 typedef struct worker worker;
 typedef struct client client;
@@ -83,6 +84,7 @@ struct worker {
     rds *redis;              /* every command but the blocking pop */
     rds *pop;                /* BLMOVE only */
     http_client *http;
+    const seal_keyring *seal; /* borrowed from main: opens credentials and tokens */
     store *store;
     sink *sink;              /* NULL unless ADSYNC_PG_URL is set */
 
@@ -114,7 +116,8 @@ struct worker {
 };
 
 /* ---- worker.c ------------------------------------------------------------ */
-int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const char *id, int drain);
+/* seal is borrowed and must outlive the worker (an empty ring: no sealing). */
+int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, const char *id, int drain);
 void wk_start(worker *w);
 /* Called when work finished somewhere, so popping/draining can move on. */
 void wk_kick(worker *w);
@@ -159,7 +162,7 @@ struct client {
     unsigned pending_io;     /* Redis/HTTP callbacks that still point here */
 
     char email[256];
-    char password[256];      /* secret */
+    char *password;          /* as stored: sealed (opened only to log in), or plain text */
     char base_url[1024];
     unsigned rate_limit, page_size;
     int rate_limit_named;    /* "rate_limit" was in the hash: ignore "rate_limit_per_min" */
@@ -170,6 +173,7 @@ struct client {
     char failure[256];
     uint64_t failed_at;
     char token[API_TOKEN_MAX];
+    char *token_stored;      /* the token as <prefix>:client:<id>:token holds it */
     uint64_t token_recheck_at;  /* mono ms: re-read the shared token after this */
     http_headers *headers;
     uv_timer_t timer;        /* token wait, rate wait, cooldown */
