@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs adsync locally: installs what is missing, builds,
-# starts Redis (AOF, data under .run/), the mock ad platform with a few
-# clients (fast, faults on), two workers, registers and syncs every client,
+# starts Redis (AOF, data under .run/, one ACL user per role from
+# deploy/redis-users.acl), the mock ad platform with a few clients (fast,
+# faults on), two workers, registers every client with its password sealed
+# (a local key in .run/secret.key, made on the first run), syncs them all,
 # shows progress and a summary, then stops what it started.
 #
 #   deploy/run-local.sh [--keep] [--postgres] [--clients N] [--campaigns M] [--workers W]
@@ -62,10 +64,18 @@ rm -rf "$run/redis" && mkdir -p "$run/redis"   # every local run starts from a c
 redis_port=$(pick_port 16379)
 mock_port=$(pick_port 13001)
 
+# Least-privilege users (deploy/redis-users.acl) with fresh passwords, and a
+# sealing key for the clients' credentials, made on the first run and kept.
+deploy/redis-users.sh "$run/acl"
+password_of() { awk -v u="$1" '$1 == u { print $2 }' "$run/acl/redis-passwords"; }
+[ -f "$run/secret.key" ] || "$bin/adsync-enqueue" secrets keygen "$run/secret.key" >/dev/null
+export ADSYNC_SECRET_KEY_FILE="$run/secret.key"
+inspect() { REDISCLI_AUTH=$(password_of adsync-inspector) redis-cli -p "$redis_port" --user adsync-inspector "$@"; }
+
 redis-server "$root/deploy/redis.conf" --port "$redis_port" --dir "$run/redis" \
-  --daemonize no --logfile "$run/logs/redis.log" &
+  --aclfile "$run/acl/redis-users.acl" --daemonize no --logfile "$run/logs/redis.log" &
 echo "redis $!" >> "$run/pids"
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do inspect ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 "$bin/adsync-mock-api" --port "$mock_port" --clients "$clients" --campaigns "$campaigns" \
   --sync-latency-ms 50 --list-latency-ms 20 --rate-limit 0 --fail-every 5 --hang-every 10 \
@@ -73,7 +83,8 @@ for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 echo "mock $!" >> "$run/pids"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$mock_port/health" >/dev/null && break; sleep 0.1; done
 
-export REDIS_URL="redis://127.0.0.1:$redis_port/0"
+url_for() { echo "redis://$1:$(password_of "$1")@127.0.0.1:$redis_port/0"; }
+export REDIS_URL=$(url_for adsync-enqueue)   # the workers get theirs below
 export AD_PLATFORM_URL="http://127.0.0.1:$mock_port"
 export ADSYNC_HTTP_TIMEOUT_MS=2000 ADSYNC_BACKOFF_BASE_MS=200 ADSYNC_BACKOFF_MAX_MS=5000
 export ADSYNC_RATE_LIMIT=0 ADSYNC_LEASE_MS=10000 ADSYNC_LOG_FORMAT=json
@@ -93,7 +104,7 @@ for i in $(seq "$clients"); do
 done
 
 for i in $(seq "$workers"); do
-  "$bin/adsync-worker" --id "local-$i" 2> "$run/logs/worker-$i.log" &
+  REDIS_URL=$(url_for adsync-worker) "$bin/adsync-worker" --id "local-$i" 2> "$run/logs/worker-$i.log" &
   echo "worker-$i $!" >> "$run/pids"
 done
 
@@ -107,15 +118,17 @@ echo "== summary =="
 "$bin/adsync-enqueue" status
 for i in $(seq "$clients"); do
   printf 'client_%s: %s campaigns stored in Redis\n' "$i" \
-    "$(redis-cli -p "$redis_port" hlen "adsync:client:client_$i:campaigns")"
+    "$(inspect hlen "adsync:client:client_$i:campaigns")"
 done
 "$bin/adsync-enqueue" dead list
 if [ "$postgres" -eq 1 ]; then
-  for _ in $(seq 100); do [ "$(redis-cli -p "$redis_port" llen adsync:outbox)" = 0 ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ "$(inspect llen adsync:outbox)" = 0 ] && break; sleep 0.1; done
   echo "postgres: $(deploy/pg-local.sh count "$pg_dir" "$pg_port") rows in table campaigns" \
-    "($(redis-cli -p "$redis_port" llen adsync:outbox) results still in the outbox)"
+    "($(inspect llen adsync:outbox) results still in the outbox)"
 fi
 if [ "$keep" -eq 1 ]; then
-  echo "run-local: still running (REDIS_URL=$REDIS_URL); stop with deploy/run-local.sh --stop"
+  echo "run-local: still running; Redis users and passwords in .run/acl/redis-passwords" \
+    "(REDIS_URL=redis://adsync-enqueue:...@127.0.0.1:$redis_port/0), sealing key .run/secret.key;" \
+    "stop with deploy/run-local.sh --stop"
 fi
 exit "$rc"

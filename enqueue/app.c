@@ -64,7 +64,11 @@ int app_open(app *a)
     keys_init(&a->keys, a->cfg.prefix);
     a->rc = rdsync_connect(&a->cfg.redis, APP_CONNECT_TIMEOUT_MS, APP_COMMAND_TIMEOUT_MS,
                            a->err, sizeof a->err);
-    return a->rc ? 0 : app_unavailable(a);
+    if (a->rc)
+        return 0;
+    seal_keyring_free(a->seal);   /* callers close only what opened */
+    a->seal = NULL;
+    return app_unavailable(a);
 }
 
 void app_close(app *a)

@@ -109,6 +109,7 @@ int main(int argc, char **argv)
                  LOG_INT("plaintext_allowed", c.allow_plaintext_credentials));
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         log_error("curl_global_init failed");
+        seal_keyring_free(seal);
         return 1;
     }
     uv_loop_t loop;
@@ -119,10 +120,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "adsync-worker: ADSYNC_METRICS_ADDR: %s (expected a free host:port)\n", err);
         uv_loop_close(&loop);
         curl_global_cleanup();
+        seal_keyring_free(seal);
         return CFG_EXIT_CONFIG;
     }
     if (wk_init(&w, &loop, &c, seal, opt.id, opt.drain) < 0) {
         log_error("could not set up the worker (out of memory?)");
+        seal_keyring_free(seal);
         return 1;
     }
     wk_start(&w);
