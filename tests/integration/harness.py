@@ -86,9 +86,11 @@ class RedisError(Exception):
 
 
 class RespClient:
-    def __init__(self, port, timeout=10.0):
+    def __init__(self, port, timeout=10.0, auth=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
+        if auth:
+            self.cmd("AUTH", *auth)
 
     def close(self):
         self.sock.close()
@@ -152,10 +154,13 @@ class RespClient:
 class Redis:
     """redis-server on a free port; data in its own temp dir."""
 
-    def __init__(self, appendonly=False):
+    def __init__(self, appendonly=False, aclfile=None, auth=None):
+        """aclfile: users to load (--aclfile); auth: (user, password) for
+        this object's own commands when the default user is off."""
         self.dir = TempDir("redis")
         self.port = free_port()
         self.appendonly = appendonly
+        self.aclfile, self.auth = aclfile, auth
         self.proc = None
         self._client = None
         self.start()
@@ -169,12 +174,14 @@ class Redis:
                 "--save", "", "--dir", self.dir.path, "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", "always", "--loglevel", "warning"]
+        if self.aclfile:
+            args += ["--aclfile", self.aclfile]
         self.proc = spawn(args, stdout=subprocess.DEVNULL)
         wait_until(self._ping, 10, f"redis-server on port {self.port}")
 
     def _ping(self):
         try:
-            c = RespClient(self.port, timeout=1)
+            c = RespClient(self.port, timeout=1, auth=self.auth)
             ok = c.cmd("PING") == "PONG"
             c.close()
             return ok
@@ -186,7 +193,7 @@ class Redis:
 
     def pipeline(self, commands):
         if self._client is None:
-            self._client = RespClient(self.port)
+            self._client = RespClient(self.port, auth=self.auth)
         try:
             return self._client.pipeline(commands)
         except (ConnectionError, OSError):
