@@ -18,10 +18,14 @@
 # running server, ACL SETUSER adsync-worker >PASSWORD then ACL SAVE does the
 # same for one user.
 #
-#   deploy/redis-users.sh DIR        (used by deploy/run-local.sh and the tests)
+# With HOST:PORT it also writes DIR/<user>.env, one REDIS_URL line each, for
+# the compose file's env_file and systemd's EnvironmentFile (worker.env,
+# enqueue.env in /etc/adsync).
+#
+#   deploy/redis-users.sh DIR [HOST:PORT]   (used by deploy/run-local.sh and the tests)
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: deploy/redis-users.sh DIR" >&2; exit 64; }
-dir=$1
+[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: deploy/redis-users.sh DIR [HOST:PORT]" >&2; exit 64; }
+dir=$1 hostport=${2:-}
 rules="$(dirname "$0")/redis-users.acl"
 mkdir -p "$dir"
 umask 077
@@ -33,7 +37,8 @@ while IFS= read -r line; do
       name=${name%% *}
       pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
       printf '%s >%s\n' "$line" "$pw"
-      printf '%s %s\n' "$name" "$pw" >> "$dir/redis-passwords" ;;
+      printf '%s %s\n' "$name" "$pw" >> "$dir/redis-passwords"
+      [ -z "$hostport" ] || printf 'REDIS_URL=redis://%s:%s@%s/0\n' "$name" "$pw" "$hostport" > "$dir/$name.env" ;;
     *) printf '%s\n' "$line" ;;
   esac
 done < "$rules" > "$dir/redis-users.acl"

@@ -17,6 +17,7 @@
 Needs python3-yaml (Debian; deploy/install-deps.sh test); ctest runs it with
 Debian's /usr/bin/python3."""
 import glob
+import json
 import os
 import re
 import shutil
@@ -91,6 +92,8 @@ class SystemdTest(unittest.TestCase):
                      "ProtectHome": "yes", "PrivateTmp": "yes"}.items():
             self.assertEqual(one.get(k), v, k)
         self.assertIn("/etc/adsync/adsync.env", svc["EnvironmentFile"])
+        self.assertIn("-/etc/adsync/worker.env", svc["EnvironmentFile"])
+        self.assertEqual(one["LoadCredential"], "adsync-secret-key:/etc/adsync/secret.key")
         self.assertTrue(one["ExecStart"].startswith("/usr/local/bin/adsync-worker --id "), one["ExecStart"])
         self.assertIn("78", one["RestartPreventExitStatus"].split())
 
@@ -99,6 +102,8 @@ class SystemdTest(unittest.TestCase):
         self.assertEqual(svc["Type"], "oneshot")
         self.assertEqual(svc["ExecStart"], "/usr/local/bin/adsync-enqueue sync --all")
         self.assertEqual(svc["DynamicUser"], "yes")
+        self.assertEqual(svc["LoadCredential"], "adsync-secret-key:/etc/adsync/secret.key")
+        self.assertEqual(svc["EnvironmentFile"], "-/etc/adsync/enqueue.env")
         timer = self.unit("adsync-enqueue.timer")
         self.assertEqual(timer["Timer"]["Unit"], ["adsync-enqueue.service"])
         self.assertEqual(timer["Install"]["WantedBy"], ["timers.target"])
@@ -223,6 +228,28 @@ class YamlTest(unittest.TestCase):
         self.assertTrue(pod["securityContext"]["runAsNonRoot"])
         self.assertFalse(c["securityContext"]["allowPrivilegeEscalation"])
 
+    def test_k8s_pods_get_the_sealing_key_and_their_own_redis_user(self):
+        """Worker and scheduler pods copy the key Secret into a 0400 file they
+        own and point ADSYNC_SECRET_KEY_FILE at it; each uses its role's
+        REDIS_URL."""
+        dep = self.k8s("Deployment", "adsync-worker")["spec"]["template"]["spec"]
+        cj = self.k8s("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        users = {}
+        for pod in (dep, cj):
+            (init,) = pod["initContainers"]
+            self.assertEqual(init["command"][:3], ["install", "-m", "0400"])
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            self.assertEqual(volumes["secret-key"]["emptyDir"]["medium"], "Memory")
+            self.assertEqual(volumes["secret-key-source"]["secret"]["secretName"], "adsync-secret-key")
+            (c,) = pod["containers"]
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            mount = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}["secret-key"]
+            self.assertEqual(env["ADSYNC_SECRET_KEY_FILE"], init["command"][-1])
+            self.assertTrue(env["ADSYNC_SECRET_KEY_FILE"].startswith(mount + "/"))
+            (ref,) = [e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e]
+            users[c["name"]] = self.k8s("Secret", ref)["stringData"]["REDIS_URL"].split("//")[1].split(":")[0]
+        self.assertEqual(users, {"worker": "adsync-worker", "enqueue": "adsync-enqueue"})
+
     def test_k8s_scraping(self):
         dep = self.k8s("Deployment", "adsync-worker")
         labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -259,8 +286,12 @@ class YamlTest(unittest.TestCase):
         self.assertEqual(len(redis), 1)
         self.assertEqual(redis[0]["metadata"]["listName"], "adsync:jobs")
         auth = self.k8s("TriggerAuthentication", redis[0]["authenticationRef"]["name"])
-        ref = auth["spec"]["secretTargetRef"][0]
-        self.assertIn(ref["key"], self.k8s("Secret", ref["name"])["stringData"])
+        refs = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+        for ref in refs.values():
+            self.assertIn(ref["key"], self.k8s("Secret", ref["name"])["stringData"])
+        user = refs["username"]
+        self.assertEqual(self.k8s("Secret", user["name"])["stringData"][user["key"]], "adsync-autoscaler",
+                         "KEDA logs in as the autoscaler ACL user")
         with open(os.path.join(ROOT, "README.md")) as f:
             readme = f.read()
         self.assertIn("## Operations", readme)
@@ -276,7 +307,14 @@ class YamlTest(unittest.TestCase):
         self.assertEqual(len(data_vol), 1)
         self.assertIn(data_vol[0], c["volumes"])
         self.assertIn("/usr/local/etc/redis/redis.conf", redis["command"])
+        self.assertIn("--aclfile /run/secrets/redis-users.acl", redis["command"])
+        self.assertNotIn("requirepass", redis["command"], "no shared password to fall back to")
+        self.assertNotIn("change-me", json.dumps(c).lower())
         w = s["worker"]
+        self.assertEqual(w["env_file"], [".secrets/adsync-worker.env"])
+        self.assertEqual(s["scheduler"]["env_file"], [".secrets/adsync-enqueue.env"])
+        self.assertEqual(w["environment"]["ADSYNC_SECRET_KEY_FILE"], "/run/secrets/adsync-secret-key")
+        self.assertEqual(c["secrets"]["adsync-secret-key"]["file"], "./.secrets/secret.key")
         self.assertGreaterEqual(w["deploy"]["replicas"], 2)
         self.assertEqual(w["environment"]["ADSYNC_METRICS_ADDR"], "0.0.0.0:9100")
         self.assertIn("9100", [str(p) for p in w["ports"]])
