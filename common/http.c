@@ -204,6 +204,9 @@ void http_headers_unref(http_headers *h)
         return;
     if (atomic_fetch_sub_explicit(&h->refs, 1u, memory_order_acq_rel) != 1u)
         return;
+    /* Header sets carry credentials (Basic, Bearer): wiped, not just freed. */
+    for (struct curl_slist *l = h->list; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data));
     curl_slist_free_all(h->list);
     free(h);
 }
