@@ -15,7 +15,8 @@ build_pkgs=(build-essential cmake pkg-config libuv1-dev libhiredis-dev libcurl4-
 libs_pkgs=(libuv1 libhiredis0.14 libcurl4 libcjson1 libmicrohttpd12 libpq5 libsodium23 ca-certificates)
 runtime_pkgs=("${libs_pkgs[@]}" redis-server redis-tools curl)
 test_pkgs=(redis-server redis-tools python3 curl procps iproute2 python3-prometheus-client python3-yaml systemd
-           postgresql)   # postgresql: tests/integration/test_pg_sink.py runs a throwaway server
+           postgresql    # tests/integration/test_pg_sink.py runs a throwaway server
+           chromium chromium-driver python3-selenium)   # tests/integration/test_web.py drives the console
 postgres_pkgs=(libpq-dev postgresql)
 
 wanted=()

@@ -11,5 +11,6 @@ int cli_status(int argc, char **argv);   /* status.c */
 int cli_dead(int argc, char **argv);     /* dead.c: dead list | retry | purge */
 int cli_db(int argc, char **argv);       /* db.c: db migrate (PostgreSQL sink schema) */
 int cli_secrets(int argc, char **argv);  /* secrets.c: secrets keygen | status | rotate | migrate */
+int cli_web(int argc, char **argv);      /* web.c: the operators' web console */
 
 #endif

@@ -13,6 +13,7 @@
 #include "app.h"
 #include "cli.h"
 #include "job.h"
+#include "ops.h"
 #include "scripts.h"
 
 #define REASON_SHOWN 120
@@ -27,7 +28,7 @@ typedef struct dead_letter {
     const char *raw;               /* borrowed from the LRANGE reply */
     size_t len;
     cJSON *root;                   /* the parsed object, or NULL: unparseable */
-    const char *id, *type, *client, *campaign, *reason;
+    const char *id, *type, *client, *run, *campaign, *reason;
     double attempt, dead_at;       /* -1 when absent */
 } dead_letter;
 
@@ -60,6 +61,7 @@ static void describe(dead_letter *d)
     d->id = member_str(root, "id");
     d->type = member_str(root, "type");
     d->client = member_str(root, "client");
+    d->run = member_str(root, "run");
     d->reason = member_str(root, "last_error");
     d->attempt = member_num(root, "attempt");
     d->dead_at = member_num(root, "dead_at");
@@ -159,6 +161,7 @@ static cJSON *letter_json(const dead_letter *d)
     add_str_or_null(o, "id", d->id);
     add_str_or_null(o, "type", d->type);
     add_str_or_null(o, "client", d->client);
+    add_str_or_null(o, "run", d->run);
     add_str_or_null(o, "campaign", d->campaign);
     if (d->attempt >= 0)
         cJSON_AddNumberToObject(o, "attempt", d->attempt);
@@ -170,16 +173,28 @@ static cJSON *letter_json(const dead_letter *d)
     return o;
 }
 
+static cJSON *list_json(const dead_list *l)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "count", (double)l->n);
+    cJSON *arr = cJSON_AddArrayToObject(root, "dead");
+    for (size_t i = 0; i < l->n; i++)
+        cJSON_AddItemToArray(arr, letter_json(&l->items[i]));
+    return root;
+}
+
+cJSON *dead_snapshot(app *a)
+{
+    dead_list l;
+    cJSON *root = dead_list_read(a, &l) < 0 ? NULL : list_json(&l);
+    dead_list_free(&l);
+    return root;
+}
+
 static int print_list(const dead_list *l, int json)
 {
-    if (json) {
-        cJSON *root = cJSON_CreateObject();
-        cJSON_AddNumberToObject(root, "count", (double)l->n);
-        cJSON *arr = cJSON_AddArrayToObject(root, "dead");
-        for (size_t i = 0; i < l->n; i++)
-            cJSON_AddItemToArray(arr, letter_json(&l->items[i]));
-        return app_print_json(root) < 0 ? EX_UNAVAILABLE : 0;
-    }
+    if (json)
+        return app_print_json(list_json(l)) < 0 ? EX_UNAVAILABLE : 0;
     printf("%-5s %-34s %-9s %-20s %-20s %-8s %s\n", "#", "JOB_ID", "TYPE", "CLIENT", "CAMPAIGN",
            "ATTEMPTS", "REASON");
     for (size_t i = 0; i < l->n; i++)
@@ -325,19 +340,16 @@ static void retry_free(retry_state *st)
     free(st->items);
 }
 
-/* Moves the selected letters (all when job_id is NULL) back. Exit code. */
-static int retry_letters(app *a, const char *job_id)
+int dead_retry(app *a, const char *job_id, dead_retry_result *out)
 {
     dead_list l;
     retry_state st = { .a = a };
-    int rc = 0;
-    if (dead_list_read(a, &l) < 0) {
-        rc = app_unavailable(a);
+    int rc = -1;
+    *out = (dead_retry_result){ 0 };
+    if (dead_list_read(a, &l) < 0)
         goto out;
-    }
     if ((st.items = calloc(l.n + 1, sizeof *st.items)) == NULL) {
-        app_error("out of memory");
-        rc = EX_UNAVAILABLE;
+        snprintf(a->err, sizeof a->err, "out of memory");
         goto out;
     }
     rdsync_script_init(&st.script, script_dead_retry);
@@ -345,27 +357,32 @@ static int retry_letters(app *a, const char *job_id)
     keys_global_key(&a->keys, KEYS_JOBS, st.jobs, sizeof st.jobs);
     keys_global_key(&a->keys, KEYS_DELIVERIES, st.deliveries, sizeof st.deliveries);
     snprintf(st.ttl_ms, sizeof st.ttl_ms, "%lld", APP_ACTIVE_RUN_TTL_MS);
-    size_t matched = prepare_all(&l, job_id, &st);
-    if (app_eval_pipeline(a, &st.script, st.n, retry_build, retry_take, &st) < 0) {
-        rc = app_unavailable(a);
+    out->matched = prepare_all(&l, job_id, &st);
+    if (app_eval_pipeline(a, &st.script, st.n, retry_build, retry_take, &st) < 0)
         goto out;
-    }
-    size_t moved = 0, failed = 0;
     for (size_t i = 0; i < st.n; i++) {
-        moved += st.items[i].moved == 1;
-        failed += st.items[i].moved < 0;
+        out->moved += st.items[i].moved == 1;
+        out->failed += st.items[i].moved < 0;
     }
-    printf("moved %zu dead letter%s back to the jobs list\n", moved, moved == 1 ? "" : "s");
-    if (job_id && matched == 0)
-        app_error("dead retry: no dead letter with job id '%s'", job_id);
-    if (failed)
-        rc = EX_UNAVAILABLE;
-    else if (job_id && moved == 0)
-        rc = EX_DATAERR;
+    rc = 0;
 out:
     retry_free(&st);
     dead_list_free(&l);
     return rc;
+}
+
+/* Moves the selected letters (all when job_id is NULL) back. Exit code. */
+static int retry_letters(app *a, const char *job_id)
+{
+    dead_retry_result r;
+    if (dead_retry(a, job_id, &r) < 0)
+        return app_unavailable(a);
+    printf("moved %zu dead letter%s back to the jobs list\n", r.moved, r.moved == 1 ? "" : "s");
+    if (job_id && r.matched == 0)
+        app_error("dead retry: no dead letter with job id '%s'", job_id);
+    if (r.failed)
+        return EX_UNAVAILABLE;
+    return job_id && r.moved == 0 ? EX_DATAERR : 0;
 }
 
 static const struct option retry_longopts[] = {
@@ -431,23 +448,30 @@ static int dead_purge_cmd(int argc, char **argv)
     app a;
     if ((rc = app_open(&a)) != 0)
         return rc;
+    long long n;
+    if (dead_purge(&a, &n) < 0)
+        rc = app_unavailable(&a);
+    else
+        printf("purged %lld dead letter%s\n", n, n == 1 ? "" : "s");
+    app_close(&a);
+    return rc;
+}
+
+int dead_purge(app *a, long long *purged)
+{
     char key[KEYS_MAX_LEN];
-    keys_global_key(&a.keys, KEYS_DEAD, key, sizeof key);
+    keys_global_key(&a->keys, KEYS_DEAD, key, sizeof key);
     rdsync_cmd cmds[2];
     rdsync_cmd_init(&cmds[0], "LLEN");
     rdsync_cmd_add(&cmds[0], key);
     rdsync_cmd_init(&cmds[1], "DEL");
     rdsync_cmd_add(&cmds[1], key);
-    redisReply *r = app_multi(&a, cmds, 2);
-    if (r == NULL) {
-        rc = app_unavailable(&a);
-    } else {
-        long long n = app_reply_ll(r->element[0]);
-        printf("purged %lld dead letter%s\n", n, n == 1 ? "" : "s");
-        freeReplyObject(r);
-    }
-    app_close(&a);
-    return rc;
+    redisReply *r = app_multi(a, cmds, 2);
+    if (r == NULL)
+        return -1;
+    *purged = app_reply_ll(r->element[0]);
+    freeReplyObject(r);
+    return 0;
 }
 
 /* ---- the group ------------------------------------------------------------- */

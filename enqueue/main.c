@@ -18,6 +18,7 @@ static const char help_text[] =
     "  db migrate                    create/upgrade the PostgreSQL sink's table\n"
     "  secrets keygen FILE | status [--json] | rotate | migrate\n"
     "                                sealing key and sealed credentials\n"
+    "  web [--listen HOST:PORT]      the operators' console (default 127.0.0.1:8080)\n"
     "\n"
     "Every command takes --help. Configuration comes from the environment, as\n"
     "for adsync-worker: REDIS_URL (redis://[user:password@]host[:port][/db]),\n"
@@ -33,12 +34,13 @@ static const app_subcmd commands[] = {
     { "dead", cli_dead },
     { "db", cli_db },
     { "secrets", cli_secrets },
+    { "web", cli_web },
 };
 
 int main(int argc, char **argv)
 {
     static const app_group program = {
-        "COMMAND [ARGS...]   (client, sync, status, dead, db, secrets; --help for more)", help_text,
+        "COMMAND [ARGS...]   (client, sync, status, dead, db, secrets, web; --help for more)", help_text,
         commands, sizeof commands / sizeof commands[0],
     };
     return app_dispatch(&program, argc, argv);

@@ -13,6 +13,7 @@
 #include "app.h"
 #include "cli.h"
 #include "clock.h"
+#include "ops.h"
 
 /* ---- what is read ---------------------------------------------------------- */
 
@@ -45,6 +46,7 @@ typedef struct client_info {
     char run[KEYS_TOKEN_MAX + 1];  /* "" if it never ran */
     char state[16];                /* "" until read; "missing" if the run hash is gone */
     long long num[RUN_NFIELDS];        /* RUN_LISTED .. RUN_ENQUEUED_AT */
+    char last_error[256];          /* the run's last_error, "" if none */
 } client_info;
 
 typedef struct status {
@@ -172,6 +174,7 @@ static void runs_build(void *ud, size_t i, rdsync_cmd *cmd)
 {
     status *st = ud;
     app_cmd_run_fields(st->a, cmd, st->with_run[i]->run, st->key);
+    rdsync_cmd_add(cmd, "last_error");   /* element RUN_NFIELDS */
 }
 
 static void runs_take(void *ud, size_t i, const redisReply *r)
@@ -182,6 +185,8 @@ static void runs_take(void *ud, size_t i, const redisReply *r)
     snprintf(c->state, sizeof c->state, "%s", state ? state : "missing");
     for (size_t f = RUN_LISTED; f < RUN_NFIELDS; f++)
         c->num[f] = app_run_field_ll(r, f);
+    const char *err = app_reply_elem_str(r, RUN_NFIELDS);
+    snprintf(c->last_error, sizeof c->last_error, "%s", err ? err : "");
 }
 
 static int fetch_all(status *st)
@@ -321,6 +326,8 @@ static cJSON *client_json(const status *st, const client_info *c)
         cJSON_AddNumberToObject(run, app_run_fields[f], (double)c->num[f]);
     if (c->num[RUN_ENQUEUED_AT])
         cJSON_AddNumberToObject(run, "age_ms", (double)((long long)st->now_ms - c->num[RUN_ENQUEUED_AT]));
+    if (c->last_error[0])
+        cJSON_AddStringToObject(run, "last_error", c->last_error);
     return o;
 }
 
@@ -355,6 +362,14 @@ static const app_cmd_spec status_spec = {
     app_json_longopts, "",
 };
 
+cJSON *status_snapshot(app *a)
+{
+    status st = { .a = a, .now_ms = clock_wall_ms() };
+    cJSON *root = fetch_all(&st) < 0 ? NULL : status_json(&st);
+    status_free(&st);
+    return root;
+}
+
 int cli_status(int argc, char **argv)
 {
     int json = 0, first;
@@ -366,14 +381,17 @@ int cli_status(int argc, char **argv)
     app a;
     if ((rc = app_open(&a)) != 0)
         return rc;
-    status st = { .a = &a, .now_ms = clock_wall_ms() };
-    if (fetch_all(&st) < 0)
-        rc = app_unavailable(&a);
-    else if (json)
-        rc = app_print_json(status_json(&st)) < 0 ? EX_UNAVAILABLE : 0;
-    else
-        print_text(&st);
-    status_free(&st);
+    if (json) {
+        cJSON *root = status_snapshot(&a);
+        rc = root == NULL ? app_unavailable(&a) : app_print_json(root) < 0 ? EX_UNAVAILABLE : 0;
+    } else {
+        status st = { .a = &a, .now_ms = clock_wall_ms() };
+        if (fetch_all(&st) < 0)
+            rc = app_unavailable(&a);
+        else
+            print_text(&st);
+        status_free(&st);
+    }
     app_close(&a);
     return rc;
 }

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "job.h"
+#include "ops.h"
 #include "scripts.h"
 #include "sync.h"
 
@@ -364,6 +365,23 @@ static int sync_run(app *a, const sync_opts *o, char **ids, size_t n)
     if (wait_rc == EX_UNAVAILABLE || rc == EX_UNAVAILABLE)
         return EX_UNAVAILABLE;
     return rc ? rc : wait_rc;
+}
+
+int sync_one(app *a, const char *client, int force, char *state, size_t statelen, char *run, size_t runlen)
+{
+    char *ids[] = { (char *)client };
+    sync_target *t = make_targets(ids, 1);
+    if (t == NULL) {
+        snprintf(a->err, sizeof a->err, "out of memory");
+        return -1;
+    }
+    int rc = enqueue_all(a, t, 1, force);
+    if (rc == 0) {
+        snprintf(state, statelen, "%s", status_names[t->status]);
+        snprintf(run, runlen, "%s", t->status == SYNC_QUEUED || t->status == SYNC_SKIPPED ? t->run : "");
+    }
+    free(t);
+    return rc;
 }
 
 int cli_sync(int argc, char **argv)

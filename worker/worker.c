@@ -29,6 +29,7 @@
 #define HOUSEKEEPING_MS 200
 #define FINAL_WRITE_WAIT_MS 3000
 #define INITIAL_LATENCY_MS 1000  /* request time assumed until one is measured */
+#define ACTIVITY_TTL_MS 7200000  /* per-minute counters: the console shows the last hour */
 
 static const char *const script_table[SCRIPT_COUNT] = {
     [SCRIPT_PROGRESS] = script_progress, [SCRIPT_RATELIMIT] = script_ratelimit,
@@ -93,6 +94,36 @@ static void flush_stats(worker *w)
     }
 }
 
+/* Per-minute activity for the web console's chart: the campaigns this
+ * worker synced, retried and buried since the last flush, added to
+ * <prefix>:stats:minute:<minutes since the epoch>, which expires after
+ * ACTIVITY_TTL_MS. */
+static void flush_activity(worker *w)
+{
+    static const struct { const char *name; size_t off; } fields[] = {
+        { "synced", offsetof(wk_counters, campaigns_synced) },
+        { "retried", offsetof(wk_counters, campaigns_retried) },
+        { "dead", offsetof(wk_counters, campaigns_dead) },
+    };
+    char stats[KEYS_MAX_LEN], key[KEYS_MAX_LEN + 32];
+    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
+    snprintf(key, sizeof key, "%s:minute:%llu", stats, (unsigned long long)(clock_wall_ms() / 60000));
+    int wrote = 0;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        uint64_t *now = (uint64_t *)((char *)&w->n + fields[i].off);
+        uint64_t *done = (uint64_t *)((char *)&w->flushed + fields[i].off);
+        if (*now == *done)
+            continue;
+        if (rds_commandf(w->redis, NULL, NULL, "HINCRBY %s %s %llu", key, fields[i].name,
+                         (unsigned long long)(*now - *done)) == 0) {
+            *done = *now;
+            wrote = 1;
+        }
+    }
+    if (wrote)
+        rds_commandf(w->redis, NULL, NULL, "PEXPIRE %s %d", key, ACTIVITY_TTL_MS);
+}
+
 /* ---- timers ------------------------------------------------------------- */
 
 /* The heartbeat also rejoins <prefix>:workers: a reaper that took us for
@@ -103,6 +134,7 @@ static void flush_stats(worker *w)
 static void heartbeat(worker *w)
 {
     flush_stats(w);
+    flush_activity(w);
     if (w->stopping >= 3)
         return;   /* deregistering: do not come back */
     char json[512], ttl[24], workers[KEYS_MAX_LEN];
