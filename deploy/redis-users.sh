@@ -8,6 +8,8 @@
 #   adsync-enqueue     clients, runs, status, dead letters, secrets rotate/migrate
 #   adsync-autoscaler  LLEN of adsync:jobs, nothing else (KEDA)
 #   adsync-inspector   reads every adsync key, writes none, no KEYS (use --scan)
+#   adsync-console     the web console: queues, runs, dead letters, "sync now";
+#                      no access at all to the client hashes or their tokens
 #   default            off: every client must say who it is
 #
 # The file has no passwords, so nobody can log in with it as it is (and

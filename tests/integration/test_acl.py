@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -78,6 +79,8 @@ class AclTest(wl.SystemTest):
             with self.assertRaisesRegex(RedisError, "NOPERM", msg=cmd):
                 inspector.cmd(*cmd)
 
+        self.check_console(enq)
+
         worker_conn = self.client_as("adsync-worker")
         for cmd in (("FLUSHALL",), ("KEYS", "*"), ("GET", "other:key"), ("CONFIG", "GET", "*")):
             with self.assertRaisesRegex(RedisError, "NOPERM", msg=cmd):
@@ -87,6 +90,38 @@ class AclTest(wl.SystemTest):
             anonymous.cmd("GET", "adsync:jobs")   # the default user is off
         for c in (scaler, inspector, worker_conn, anonymous):
             c.close()
+
+    def check_console(self, enq):
+        """The console as adsync-console: every view and action works, and
+        the user cannot read a client's credentials hash or token at all."""
+        from test_web import Console, dead_letter
+        self.redis.cmd("LPUSH", "adsync:dead", dead_letter("a" * 32, "client_1", "campaign_1", "HTTP 400"))
+        self.redis.cmd("ZADD", "adsync:retry", 1, dead_letter("b" * 32, "client_2", "campaign_2", "HTTP 503"))
+        console = Console(dict(enq, REDIS_URL=self.url("adsync-console")))
+        try:
+            run = self.redis.cmd("GET", "adsync:client:client_1:last_run")
+            for path in ("/api/status", "/api/clients?q=client", "/api/activity", "/api/dead", "/api/retry",
+                         f"/api/run?id={run}"):
+                status, body = console.get(path)
+                self.assertEqual(status, 200, (path, body))
+            self.assertEqual(len(json.loads(console.get("/api/run?id=" + run)[1])["campaigns"]), 30)
+            csrf = console.get("/")[1].decode().split('name="csrf-token" content="')[1].split('"')[0]
+            headers = {"X-CSRF-Token": csrf, "Origin": console.url, "Content-Type": "application/json"}
+            for path, body in (("/api/sync", {"client": "client_2"}), ("/api/retry/now", {"all": True}),
+                               ("/api/dead/retry", {"all": True}), ("/api/dead/purge", {})):
+                status, answer = console.request("POST", path, json.dumps(body).encode(), headers)
+                self.assertEqual(status, 200, (path, answer))
+            due = self.redis.cmd("ZSCORE", "adsync:retry", dead_letter("b" * 32, "client_2", "campaign_2", "HTTP 503"))
+            self.assertGreater(float(due), time.time() * 1000 - 60000, "retry now made it due now")
+            self.assertEqual(self.redis.cmd("LLEN", "adsync:dead"), 0)
+        finally:
+            console.close()
+        conn = self.client_as("adsync-console")
+        for cmd in (("HGETALL", "adsync:client:client_1"), ("GET", "adsync:client:client_1:token"),
+                    ("HGET", "adsync:client:client_1", "password")):
+            with self.assertRaisesRegex(RedisError, "NOPERM", msg=cmd):
+                conn.cmd(*cmd)
+        conn.close()
 
 
 if __name__ == "__main__":
