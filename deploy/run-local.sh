@@ -4,7 +4,8 @@
 # deploy/redis-users.acl), the mock ad platform with a few clients (fast,
 # faults on), two workers, registers every client with its password sealed
 # (a local key in .run/secret.key, made on the first run), syncs them all,
-# shows progress and a summary, then stops what it started.
+# shows progress and a summary, then stops what it started. The web console
+# runs alongside (its URL is printed; --keep keeps it up too).
 #
 #   deploy/run-local.sh [--keep] [--postgres] [--clients N] [--campaigns M] [--workers W]
 #
@@ -108,6 +109,12 @@ for i in $(seq "$workers"); do
   echo "worker-$i $!" >> "$run/pids"
 done
 
+console_port=$(pick_port 18080)
+REDIS_URL=$(url_for adsync-console) "$bin/adsync-enqueue" web --listen "127.0.0.1:$console_port" \
+  > "$run/logs/console.log" 2>&1 &
+echo "console $!" >> "$run/pids"
+echo "run-local: web console on http://127.0.0.1:$console_port/"
+
 set +e
 "$bin/adsync-enqueue" sync --all --wait
 rc=$?
@@ -127,7 +134,8 @@ if [ "$postgres" -eq 1 ]; then
     "($(inspect llen adsync:outbox) results still in the outbox)"
 fi
 if [ "$keep" -eq 1 ]; then
-  echo "run-local: still running; Redis users and passwords in .run/acl/redis-passwords" \
+  echo "run-local: still running, the console on http://127.0.0.1:$console_port/;" \
+    "Redis users and passwords in .run/acl/redis-passwords" \
     "(REDIS_URL=redis://adsync-enqueue:...@127.0.0.1:$redis_port/0), sealing key .run/secret.key;" \
     "stop with deploy/run-local.sh --stop"
 fi

@@ -77,7 +77,7 @@ def load_yaml_docs(path):
 
 
 class SystemdTest(unittest.TestCase):
-    units = ("adsync-worker@.service", "adsync-enqueue.service", "adsync-enqueue.timer")
+    units = ("adsync-worker@.service", "adsync-enqueue.service", "adsync-enqueue.timer", "adsync-console.service")
 
     def unit(self, name):
         return parse_unit(os.path.join(DEPLOY, "systemd", name))
@@ -112,6 +112,13 @@ class SystemdTest(unittest.TestCase):
                 r = subprocess.run(["systemd-analyze", "calendar", spec], capture_output=True, text=True)
                 self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_console_unit(self):
+        svc = {k: v[-1] for k, v in self.unit("adsync-console.service")["Service"].items()}
+        self.assertEqual(svc["ExecStart"], "/usr/local/bin/adsync-enqueue web --listen 127.0.0.1:8080")
+        self.assertEqual(svc["EnvironmentFile"], "-/etc/adsync/console.env")
+        self.assertEqual(svc["DynamicUser"], "yes")
+        self.assertIn("78", svc["RestartPreventExitStatus"].split())
+
     def _image_root(self, tmp):
         """A root with the system's unit library, our units, the installed
         binaries (where the units say) and an environment file."""
@@ -142,7 +149,7 @@ class SystemdTest(unittest.TestCase):
         try:
             units = self._image_root(tmp.path)
             r = self._verify(tmp.path, "adsync-worker@9101.service", "adsync-enqueue.service",
-                             "adsync-enqueue.timer")
+                             "adsync-enqueue.timer", "adsync-console.service")
             self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""))
             # The check is real: a typo and a missing binary are both caught.
             with open(os.path.join(units, "adsync-enqueue.service"), "a") as f:
@@ -249,6 +256,18 @@ class YamlTest(unittest.TestCase):
             (ref,) = [e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e]
             users[c["name"]] = self.k8s("Secret", ref)["stringData"]["REDIS_URL"].split("//")[1].split(":")[0]
         self.assertEqual(users, {"worker": "adsync-worker", "enqueue": "adsync-enqueue"})
+
+    def test_k8s_console_off_by_default_and_never_exposed(self):
+        dep = self.k8s("Deployment", "adsync-console")
+        self.assertEqual(dep["spec"]["replicas"], 0)
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        self.assertEqual(c["command"], ["adsync-enqueue", "web", "--listen", "127.0.0.1:8080"])
+        self.assertFalse([d for docs in self.docs.values() for d in docs if d.get("kind") in ("Service", "Ingress")
+                          and d["spec"].get("selector", {}).get("app.kubernetes.io/component") == "console"])
+        (ref,) = [e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e]
+        self.assertIn("adsync-console:", self.k8s("Secret", ref)["stringData"]["REDIS_URL"])
+        with open(os.path.join(DEPLOY, "k8s", "kustomization.yaml")) as f:
+            self.assertIn("console-deployment.yaml", yaml.safe_load(f)["resources"])
 
     def test_k8s_scraping(self):
         dep = self.k8s("Deployment", "adsync-worker")
