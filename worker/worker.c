@@ -72,44 +72,18 @@ void wk_count_http(worker *w, wk_endpoint ep, const http_result *res)
     n->http_ms_buckets[ep][b]++;
 }
 
-/* Adds what changed since the last flush to <prefix>:stats. */
-static void flush_stats(worker *w)
-{
-    static const struct { const char *name; size_t off; } fields[] = {
-#define F(x) { #x, offsetof(wk_counters, x) }
-        F(http_requests), F(http_429), F(http_5xx), F(http_timeouts), F(auth_requests),
-        F(rate_waits), F(token_refreshes), F(redis_reconnects),
-#undef F
-    };
-    char stats[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        uint64_t *now = (uint64_t *)((char *)&w->n + fields[i].off);
-        uint64_t *done = (uint64_t *)((char *)&w->flushed + fields[i].off);
-        if (*now == *done)
-            continue;
-        if (rds_commandf(w->redis, NULL, NULL, "HINCRBY %s %s %llu", stats, fields[i].name,
-                         (unsigned long long)(*now - *done)) == 0)
-            *done = *now;
-    }
-}
+/* A counter of wk_counters flushed to a Redis hash field. */
+typedef struct flushed_field {
+    const char *name;
+    size_t off;
+} flushed_field;
 
-/* Per-minute activity for the web console's chart: the campaigns this
- * worker synced, retried and buried since the last flush, added to
- * <prefix>:stats:minute:<minutes since the epoch>, which expires after
- * ACTIVITY_TTL_MS. */
-static void flush_activity(worker *w)
+/* HINCRBY key by what each field gained since its last flush. 1 if
+ * anything was sent. */
+static int flush_deltas(worker *w, const char *key, const flushed_field *fields, size_t n)
 {
-    static const struct { const char *name; size_t off; } fields[] = {
-        { "synced", offsetof(wk_counters, campaigns_synced) },
-        { "retried", offsetof(wk_counters, campaigns_retried) },
-        { "dead", offsetof(wk_counters, campaigns_dead) },
-    };
-    char stats[KEYS_MAX_LEN], key[KEYS_MAX_LEN + 32];
-    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
-    snprintf(key, sizeof key, "%s:minute:%llu", stats, (unsigned long long)(clock_wall_ms() / 60000));
-    int wrote = 0;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    int sent = 0;
+    for (size_t i = 0; i < n; i++) {
         uint64_t *now = (uint64_t *)((char *)&w->n + fields[i].off);
         uint64_t *done = (uint64_t *)((char *)&w->flushed + fields[i].off);
         if (*now == *done)
@@ -117,10 +91,43 @@ static void flush_activity(worker *w)
         if (rds_commandf(w->redis, NULL, NULL, "HINCRBY %s %s %llu", key, fields[i].name,
                          (unsigned long long)(*now - *done)) == 0) {
             *done = *now;
-            wrote = 1;
+            sent = 1;
         }
     }
-    if (wrote)
+    return sent;
+}
+
+#define F(x) { #x, offsetof(wk_counters, x) }
+
+/* Adds what changed since the last flush to <prefix>:stats. */
+static void flush_stats(worker *w)
+{
+    static const flushed_field fields[] = {
+        F(http_requests), F(http_429), F(http_5xx), F(http_timeouts), F(auth_requests),
+        F(rate_waits), F(token_refreshes), F(redis_reconnects),
+    };
+    char stats[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
+    flush_deltas(w, stats, fields, sizeof fields / sizeof fields[0]);
+}
+
+#undef F
+
+/* Per-minute activity for the web console's chart: the campaigns this
+ * worker synced, retried and buried since the last flush, added to
+ * <prefix>:stats:minute:<minutes since the epoch>, which expires after
+ * ACTIVITY_TTL_MS. */
+static void flush_activity(worker *w)
+{
+    static const flushed_field fields[] = {
+        { "synced", offsetof(wk_counters, campaigns_synced) },
+        { "retried", offsetof(wk_counters, campaigns_retried) },
+        { "dead", offsetof(wk_counters, campaigns_dead) },
+    };
+    char stats[KEYS_MAX_LEN], key[KEYS_MAX_LEN + 32];
+    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
+    snprintf(key, sizeof key, "%s:minute:%llu", stats, (unsigned long long)(clock_wall_ms() / 60000));
+    if (flush_deltas(w, key, fields, sizeof fields / sizeof fields[0]))
         rds_commandf(w->redis, NULL, NULL, "PEXPIRE %s %d", key, ACTIVITY_TTL_MS);
 }
 

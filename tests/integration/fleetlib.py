@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 
-from harness import Mock, Redis, Worker, adsync_env, enqueue, wait_until
+from harness import Redis, adsync_env, enqueue, wait_until
 import workerlib as wl
 
 
@@ -120,27 +120,12 @@ def run(test, clients, campaigns, limit, window_ms, sync_ms, workers, fail_every
     }
 
 
-class Rig:
-    """What run() needs outside a unittest: a redis-server, mocks and workers,
-    all stopped by close()."""
+class Rig(wl.Processes):
+    """What run() needs outside a unittest (the benchmark): a redis-server,
+    mocks and workers, all stopped by close()."""
 
     def __init__(self):
-        self.redis = Redis()
-        self.mocks, self.workers = [], []
-
-    def mock(self, *flags):
-        m = Mock(*flags)
-        self.mocks.append(m)
-        return m
-
-    def worker(self, env, *args):
-        w = Worker(env, *args)
-        self.workers.append(w)
-        return w
+        self.start_all(Redis())
 
     def close(self):
-        for w in self.workers:
-            w.close()
-        for m in self.mocks:
-            m.close()
-        self.redis.close()
+        self.close_all()

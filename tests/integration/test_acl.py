@@ -26,8 +26,7 @@ class AclTest(wl.SystemTest):
         acl = self.dir.file("redis-users.acl")
         with open(acl, "a") as f:   # the test's own view of the data, outside the roles
             f.write("user test-admin on >test-admin-pw ~* &* +@all\n")
-        self.redis = Redis(aclfile=acl, auth=("test-admin", "test-admin-pw"))
-        self.mocks, self.workers = [], []
+        self.start_all(Redis(aclfile=acl, auth=("test-admin", "test-admin-pw")))
 
     def tearDown(self):
         super().tearDown()

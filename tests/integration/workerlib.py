@@ -9,24 +9,13 @@ from harness import Mock, Redis, Worker, adsync_env, enqueue, wait_until
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
-class SystemTest(unittest.TestCase):
-    """A real redis-server per test, plus the mocks and workers the test
-    starts with mock() and worker(); all stopped in tearDown, which also
-    fails the test if a worker's log holds a sanitizer report."""
-    redis_aof = False
+class Processes:
+    """A redis-server plus the mocks and workers started with mock() and
+    worker(), all stopped by close_all()."""
 
-    def setUp(self):
-        self.redis = Redis(appendonly=self.redis_aof)
+    def start_all(self, redis):
+        self.redis = redis
         self.mocks, self.workers = [], []
-
-    def tearDown(self):
-        reports = [w.log() for w in self.workers if any(m in w.log() for m in SANITIZER_MARKS)]
-        for w in self.workers:
-            w.close()
-        for m in self.mocks:
-            m.close()
-        self.redis.close()
-        self.assertEqual(reports, [], "sanitizer reports in worker logs")
 
     def mock(self, *flags):
         m = Mock(*flags)
@@ -37,6 +26,28 @@ class SystemTest(unittest.TestCase):
         w = Worker(env, *args)
         self.workers.append(w)
         return w
+
+    def close_all(self):
+        for w in self.workers:
+            w.close()
+        for m in self.mocks:
+            m.close()
+        self.redis.close()
+
+
+class SystemTest(Processes, unittest.TestCase):
+    """A real redis-server per test, plus the mocks and workers the test
+    starts with mock() and worker(); all stopped in tearDown, which also
+    fails the test if a worker's log holds a sanitizer report."""
+    redis_aof = False
+
+    def setUp(self):
+        self.start_all(Redis(appendonly=self.redis_aof))
+
+    def tearDown(self):
+        reports = [w.log() for w in self.workers if any(m in w.log() for m in SANITIZER_MARKS)]
+        self.close_all()
+        self.assertEqual(reports, [], "sanitizer reports in worker logs")
 
 
 def register_clients(redis, n, prefix="adsync", api_url=None):
