@@ -59,6 +59,9 @@ static const cli_opt cli_table[] = {
      "HTTP polling threads"},
     {"max-connections", "N", CLI_U32, CLI_AT(max_connections), 1, 1000000, 0,
      "concurrent connections (held ones count)"},
+    {"cpu-cost-us", "US", CLI_U32, CLI_AT(cpu_cost_us), 0, 1000000, 0,
+     "CPU time spent on every request (with --threads 1: a platform that is\n"
+     "                           the slow side, for benchmarks)"},
     {"verbose", NULL, CLI_FLAG, CLI_AT(verbose), 0, 0, 0,
      "one line per request on stderr"},
     {"fail-campaign", "ID", CLI_LIST, CLI_AT(fail_campaigns), 0, 0, 1,

@@ -21,6 +21,7 @@ typedef struct cli_options {
   uint32_t campaigns;
   uint32_t threads;          /* MHD polling threads */
   uint32_t max_connections;
+  uint32_t cpu_cost_us;
   plat_config plat;          /* fail/reject arrays point into the lists below */
   int seed_given;
   const char *accounts_file; /* borrowed from argv, or NULL */

@@ -125,7 +125,8 @@ static int run(cli_options *o) {
   raise_fd_limit(o->max_connections + 64);
   plat *p = plat_new(&o->plat, accounts);
   srv_options so = {.port = (uint16_t)o->port, .threads = o->threads,
-                    .max_connections = o->max_connections, .verbose = o->verbose};
+                    .max_connections = o->max_connections, .cpu_cost_us = o->cpu_cost_us,
+                    .verbose = o->verbose};
   srv *s = p ? srv_new(p, &so, err, sizeof err) : NULL;
   if (!s) {
     fprintf(stderr, "adsync-mock-api: %s\n", p ? err : "out of memory");

@@ -52,9 +52,23 @@ struct srv {
   int verbose;
   atomic_int started;        /* MHD messages are shown before this, or when verbose */
   uint16_t port;
+  unsigned cpu_cost_us;
 };
 
 /* ---- small helpers ----------------------------------------------------------- */
+
+/* Spends us microseconds of this thread's CPU (--cpu-cost-us): what a real
+ * platform's request handling costs, so a benchmark can show the worker
+ * against a platform that is the slow side. */
+static void srv_burn_cpu(unsigned us) {
+  if (us == 0)
+    return;
+  struct timespec t0, t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  do {
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < (long)us);
+}
 
 static int64_t srv_wall_ms(void) {
   struct timespec ts;
@@ -288,6 +302,7 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const cha
     return srv_send(s, c, rq, method, url);
   if (rq->phase == REQ_HUNG)
     return MHD_NO; /* resumed only to be closed (shutdown or client gone) */
+  srv_burn_cpu(s->cpu_cost_us);
   srv_route(s, c, rq, method, url);
   return srv_act(s, c, rq, method, url);
 }
@@ -403,6 +418,7 @@ srv *srv_new(plat *p, const srv_options *o, char *err, size_t errlen) {
   }
   s->plat = p;
   s->verbose = o->verbose;
+  s->cpu_cost_us = o->cpu_cost_us;
   s->timers = tq_new(srv_due, srv_probe, SRV_HANG_PROBE_MS, s);
   if (s->timers)
     s->daemon = srv_start_daemon(s, o);

@@ -18,6 +18,7 @@ typedef struct srv_options {
   uint16_t port;             /* on 127.0.0.1; 0 = any free port */
   unsigned threads;          /* polling threads (MHD thread pool when > 1) */
   unsigned max_connections;  /* held connections count too */
+  unsigned cpu_cost_us;      /* CPU burnt per request before routing: a platform that costs something */
   int verbose;               /* one stderr line per request, MHD's own messages */
 } srv_options;
 

@@ -1,11 +1,23 @@
-"""Worker throughput benchmark (issue: the end-to-end paginated sync).
+"""Worker throughput benchmark, against a floor program in the same run.
 
-Scenario 1: faults and latency off, one worker, 20 clients x 1,000 campaigns:
-campaigns/s, worker CPU per campaign, peak RSS.
-Scenario 2: 200 ms sync latency, concurrency 256: campaigns/s against the
-256 / 0.2 s = 1,280/s bound.
-Prints a table and writes JSON (path in argv[1])."""
+floor (tests/bench/floor.c) is the least a program can do for the same work:
+log in, list every page, POST each sync, one HSET per campaign, on libuv +
+curl multi + hiredis, with no queue, limiter or bookkeeping. The worker and
+the floor run alternately on identical settings (20 clients x 1,000
+campaigns, sync latency 0, concurrency 256, pages of 100), each on a fresh
+Redis, against two platforms:
+  cheap   the mock as usual (2 threads, nothing spent per request);
+  costly  one thread spending 70 us of CPU per request (--threads 1
+          --cpu-cost-us 70): the platform, not the worker, is the slow side.
+Reported: campaigns/s, worker CPU per campaign and peak RSS, each as a ratio
+to the floor's (medians of the rounds), plus Redis CPU and commands per
+synced campaign (INFO cpu and INFO commandstats deltas; commands run inside
+scripts count). Then two workers against one on the cheap platform, and the
+200 ms latency scenario against its 1,280/s bound.
+Usage: worker_bench.py OUT.json FLOOR_BINARY [ROUNDS]"""
 import os
+import statistics
+import subprocess
 import sys
 import time
 
@@ -13,13 +25,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 from harness import Mock, Redis, Worker  # noqa: E402
 import workerlib as wl  # noqa: E402
 
+CLIENTS, CAMPAIGNS, PAGE, CONCURRENCY = 20, 1000, 100, 256
+PLATFORMS = {"cheap": ("--threads", 2), "costly": ("--threads", 1, "--cpu-cost-us", 70)}
+
 
 def proc_stat(pid):
     """(cpu seconds, peak RSS KiB) of a live process, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     hwm = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -28,56 +42,143 @@ def proc_stat(pid):
     return cpu, hwm
 
 
-def scenario(clients, campaigns, latency_ms, concurrency, client_concurrency, page_size):
-    redis = Redis()
-    mock = Mock("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", latency_ms,
-                "--rate-limit", 0, "--fail-every", 0, "--hang-every", 0, "--seed", 1)
+def redis_counters(redis):
+    """(CPU seconds, commands executed) of the server so far."""
+    info = redis.cmd("INFO", "all")
+    cpu = calls = 0.0
+    for line in info.splitlines():
+        if line.startswith(("used_cpu_sys:", "used_cpu_user:")):
+            cpu += float(line.split(":")[1])
+        elif line.startswith("cmdstat_") and not line.startswith(("cmdstat_info:", "cmdstat_hgetall:")):
+            calls += int(line.split("calls=")[1].split(",")[0])
+    return cpu, calls
+
+
+def platform(kind, latency_ms=0):
+    return Mock("--clients", CLIENTS, "--campaigns", CAMPAIGNS, "--sync-latency-ms", latency_ms,
+                "--rate-limit", 0, "--fail-every", 0, "--hang-every", 0, "--seed", 1, *PLATFORMS[kind])
+
+
+def measure(redis, start, total):
+    """Runs start() -> (processes, wait_fn); returns the figures of the run."""
+    rcpu0, rcalls0 = redis_counters(redis)
+    t0 = time.monotonic()
+    procs, wait = start()
+    cpu0 = [proc_stat(p.pid)[0] for p in procs]
+    wait()
+    elapsed = time.monotonic() - t0
+    stats = [proc_stat(p.pid) for p in procs]
+    rcpu1, rcalls1 = redis_counters(redis)
+    return {"campaigns_per_s": round(total / elapsed, 1),
+            "cpu_us_per_campaign": round((sum(s[0] for s in stats) - sum(cpu0)) * 1e6 / total, 1),
+            "peak_rss_mb": round(max(s[1] for s in stats) / 1024, 1),
+            "redis_cpu_us_per_campaign": round((rcpu1 - rcpu0) * 1e6 / total, 2),
+            "redis_commands_per_campaign": round((rcalls1 - rcalls0) / total, 2)}
+
+
+def run_floor(floor, kind):
+    redis, mock = Redis(), platform(kind)
     try:
-        ids = wl.register_clients(redis, clients)
-        env = wl.fast_env(redis, mock, ADSYNC_CONCURRENCY=concurrency,
-                          ADSYNC_CLIENT_CONCURRENCY=client_concurrency, ADSYNC_PAGE_SIZE=page_size,
-                          ADSYNC_MAX_JOBS=clients, ADSYNC_HTTP_TIMEOUT_MS=30000,
-                          ADSYNC_LOG_LEVEL="warn")
-        w = Worker(env)
-        time.sleep(0.3)   # connected and registered before the clock starts
-        cpu0, _ = proc_stat(w.proc.pid)
-        t0 = time.monotonic()
-        wl.sync_all(env)
-        wl.wait_runs_done(redis, ids, 600, workers=[w])
-        elapsed = time.monotonic() - t0
-        cpu1, rss = proc_stat(w.proc.pid)
-        total = clients * campaigns
-        for cid in ids:
-            run = wl.last_run(redis, cid)[1]
-            assert int(run["synced"]) == campaigns, run
-        w.signal(15)
-        rc = w.wait(30)
-        assert rc == 0, w.log()[-2000:]
-        w.close()
-        return {"campaigns": total, "seconds": round(elapsed, 3),
-                "campaigns_per_s": round(total / elapsed, 1),
-                "worker_cpu_us_per_campaign": round((cpu1 - cpu0) / total * 1e6, 1),
-                "worker_peak_rss_mb": round(rss / 1024, 1)}
+        args = [floor, "--redis", f"127.0.0.1:{redis.port}", "--api", mock.url, "--clients", str(CLIENTS),
+                "--page-size", str(PAGE), "--concurrency", str(CONCURRENCY)]
+        return measure_floor(redis, lambda: subprocess.Popen(args, stdout=subprocess.PIPE, text=True))
     finally:
         mock.close()
         redis.close()
 
 
+def measure_floor(redis, start):
+    """The floor exits when done, so /proc is read while it runs."""
+    rcpu0, rcalls0 = redis_counters(redis)
+    t0 = time.monotonic()
+    p = start()
+    last = (0.0, 0)
+    while p.poll() is None:
+        try:
+            last = proc_stat(p.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.01)
+    out = p.stdout.read()
+    p.wait()
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 0, out
+    rcpu1, rcalls1 = redis_counters(redis)
+    total = CLIENTS * CAMPAIGNS
+    return {"campaigns_per_s": round(total / elapsed, 1),
+            "cpu_us_per_campaign": round(last[0] * 1e6 / total, 1),
+            "peak_rss_mb": round(last[1] / 1024, 1),
+            "redis_cpu_us_per_campaign": round((rcpu1 - rcpu0) * 1e6 / total, 2),
+            "redis_commands_per_campaign": round((rcalls1 - rcalls0) / total, 2)}
+
+
+def run_workers(kind, n_workers=1, clients=CLIENTS, campaigns=CAMPAIGNS, latency_ms=0, client_concurrency=4):
+    redis = Redis()
+    mock = Mock("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", latency_ms,
+                "--rate-limit", 0, "--fail-every", 0, "--hang-every", 0, "--seed", 1, *PLATFORMS[kind])
+    try:
+        ids = wl.register_clients(redis, clients)
+        env = wl.fast_env(redis, mock, ADSYNC_CONCURRENCY=CONCURRENCY, ADSYNC_CLIENT_CONCURRENCY=client_concurrency,
+                          ADSYNC_PAGE_SIZE=PAGE, ADSYNC_HTTP_TIMEOUT_MS=30000, ADSYNC_LOG_LEVEL="warn")
+        workers = [Worker(env) for _ in range(n_workers)]
+        time.sleep(0.3)   # connected and registered before the clock starts
+
+        def start():
+            wl.sync_all(env)
+            return [w.proc for w in workers], lambda: wl.wait_runs_done(redis, ids, 600, workers=workers)
+        r = measure(redis, start, clients * campaigns)
+        for cid in ids:
+            assert int(wl.last_run(redis, cid)[1]["synced"]) == campaigns
+        for w in workers:
+            w.signal(15)
+            assert w.wait(30) == 0, w.log()[-2000:]
+            w.close()
+        return r
+    finally:
+        mock.close()
+        redis.close()
+
+
+def median_of(runs):
+    return {k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]}
+
+
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "bench-worker.json"
-    results = {"machine": f"{os.uname().nodename}, {os.cpu_count()} cores (shared)"}
-    results["throughput"] = scenario(20, 1000, 0, 64, 4, 100)
-    results["latency_200ms"] = scenario(4, 2000, 200, 256, 64, 100)
-    bound = 256 / 0.2
-    results["latency_200ms"]["fraction_of_bound"] = round(results["latency_200ms"]["campaigns_per_s"] / bound, 3)
-    t, l = results["throughput"], results["latency_200ms"]
-    print(f"{'scenario':<28}{'campaigns/s':>12}{'cpu us/camp':>13}{'peak RSS MB':>13}")
-    print(f"{'20x1000, no latency':<28}{t['campaigns_per_s']:>12}{t['worker_cpu_us_per_campaign']:>13}{t['worker_peak_rss_mb']:>13}")
-    print(f"{'4x2000, 200 ms, conc 256':<28}{l['campaigns_per_s']:>12}{l['worker_cpu_us_per_campaign']:>13}{l['worker_peak_rss_mb']:>13}")
-    print(f"latency scenario reaches {l['fraction_of_bound']*100:.0f}% of the 1,280/s bound")
-    checks = [("throughput >= 5000/s", t["campaigns_per_s"] >= 5000),
-              ("peak RSS <= 32 MB", t["worker_peak_rss_mb"] <= 32),
-              (">= 90% of the latency bound", l["fraction_of_bound"] >= 0.9)]
+    out = sys.argv[1]
+    floor = sys.argv[2]
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    results = {"machine": f"{os.uname().nodename}, {os.cpu_count()} cores (shared)", "rounds": rounds}
+    checks = []
+    print(f"{'platform':<8}{'who':<8}{'campaigns/s':>12}{'cpu us/c':>10}{'RSS MB':>8}{'redis us/c':>12}{'cmds/c':>8}")
+    for kind in PLATFORMS:
+        floors, workers = [], []
+        for _ in range(rounds):   # alternately, so drift on a shared box hits both
+            floors.append(run_floor(floor, kind))
+            workers.append(run_workers(kind))
+        f, w = median_of(floors), median_of(workers)
+        ratio = {"campaigns_per_s": round(w["campaigns_per_s"] / f["campaigns_per_s"], 3),
+                 "cpu_us_per_campaign": round(w["cpu_us_per_campaign"] / f["cpu_us_per_campaign"], 3),
+                 "peak_rss_mb": round(w["peak_rss_mb"] / f["peak_rss_mb"], 3)}
+        results[kind] = {"floor": f, "worker": w, "worker_over_floor": ratio}
+        for who, r in (("floor", f), ("worker", w)):
+            print(f"{kind:<8}{who:<8}{r['campaigns_per_s']:>12}{r['cpu_us_per_campaign']:>10}{r['peak_rss_mb']:>8}"
+                  f"{r['redis_cpu_us_per_campaign']:>12}{r['redis_commands_per_campaign']:>8}")
+        print(f"{kind:<8}{'ratio':<8}{ratio['campaigns_per_s']:>12}{ratio['cpu_us_per_campaign']:>10}"
+              f"{ratio['peak_rss_mb']:>8}")
+        checks += [(f"{kind}: campaigns/s >= 0.9x the floor's", ratio["campaigns_per_s"] >= 0.9),
+                   (f"{kind}: CPU per campaign <= 1.25x the floor's", ratio["cpu_us_per_campaign"] <= 1.25),
+                   (f"{kind}: peak RSS <= 16 MB", w["peak_rss_mb"] <= 16),
+                   (f"{kind}: Redis <= 10 us and <= 4 commands per campaign",
+                    w["redis_cpu_us_per_campaign"] <= 10 and w["redis_commands_per_campaign"] <= 4)]
+    one, two = run_workers("cheap"), run_workers("cheap", n_workers=2)
+    results["two_workers"] = {"one": one, "two": two, "speedup": round(two["campaigns_per_s"] / one["campaigns_per_s"], 3)}
+    print(f"two workers on the cheap platform: {results['two_workers']['speedup']}x one")
+    checks.append(("two workers >= 1.7x one (cheap platform)", results["two_workers"]["speedup"] >= 1.7))
+    lat = run_workers("cheap", clients=4, campaigns=2000, latency_ms=200, client_concurrency=64)
+    lat["fraction_of_bound"] = round(lat["campaigns_per_s"] / (CONCURRENCY / 0.2), 3)
+    results["latency_200ms"] = lat
+    print(f"200 ms latency, concurrency 256: {lat['campaigns_per_s']}/s = {lat['fraction_of_bound'] * 100:.0f}% of 1,280/s")
+    checks.append((">= 90% of the latency bound", lat["fraction_of_bound"] >= 0.9))
     return wl.report_checks(checks, results, out)
 
 
