@@ -391,8 +391,13 @@ static struct MHD_Daemon *srv_start_daemon(srv *s, const srv_options *o) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(o->port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                   MHD_USE_ERROR_LOG;
+  /* One thread: poll(). With edge-triggered epoll, libmicrohttpd 0.9.75's
+   * single polling thread stops reading connections once a few hundred are
+   * busy and each request takes a while (--cpu-cost-us): every client then
+   * waits forever with its request unread in the socket. The pool keeps
+   * epoll, which it needs to spread connections over threads. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | (o->threads > 1 ? MHD_USE_EPOLL : MHD_USE_POLL) |
+                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   struct MHD_OptionItem pool[] = {
       {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)o->threads, NULL},
       {MHD_OPTION_END, 0, NULL},

@@ -94,7 +94,8 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     if (s == NULL) {
         s = calloc(1, sizeof *s);
         s->fd = fd;
-        uv_poll_init_socket(loop, &s->poll, fd);
+        if (uv_poll_init_socket(loop, &s->poll, fd) != 0)
+            fail("uv_poll_init_socket failed");
         s->poll.data = s;
         curl_multi_assign(multi, fd, s);
     }
