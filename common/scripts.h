@@ -18,6 +18,7 @@ extern const char script_cad[];              /* compare-and-delete (tokens, lock
 extern const char script_outbox_claim[];     /* PostgreSQL sink: outbox -> this worker's claim list */
 extern const char script_outbox_ack[];       /* PostgreSQL sink: after COMMIT, drop the claim, bury refused rows */
 extern const char script_unpop[];            /* one element of a processing list -> jobs, if still there */
+extern const char script_synced[];            /* a batch of synced campaigns of one run */
 extern const char script_cas_hset[];         /* compare-and-set of a hash field (secrets rotate/migrate) */
 
 #endif

@@ -216,6 +216,200 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
     free(json);
 }
 
+/* ---- batches of synced outcomes --------------------------------------------
+ *
+ * Synced campaigns of client jobs are not written one by one: each waits in
+ * its job's batch for at most SYNCED_BATCH_MS (batch_timer), and then every
+ * job's batch goes to Redis in one synced.lua call through the store (up to
+ * SYNCED_CALL_JOBS runs and SYNCED_CALL_CAMPAIGNS campaigns a call). The
+ * outcomes of those milliseconds thus cost one script call for the worker
+ * instead of one per campaign. Each one's page is counted done at once (the
+ * cursor is computed when the call is built), and syncs_open drops when the
+ * call is confirmed, so a job ends only after every outcome landed. */
+
+#define SYNCED_BATCH_MS 5
+#define SYNCED_BATCH_MAX 128         /* a job with this many waiting sends at once */
+#define SYNCED_CALL_JOBS 32
+#define SYNCED_CALL_CAMPAIGNS 256
+#define SYNCED_KEYS_PER_JOB 4
+#define SYNCED_MAX_KEYS (2 + SYNCED_KEYS_PER_JOB * SYNCED_CALL_JOBS)
+#define SYNCED_MAX_ARGS (SYNCED_MAX_KEYS + 2 + 4 * SYNCED_CALL_JOBS + 2 * SYNCED_CALL_CAMPAIGNS)
+
+/* One synced.lua call on its way: whose outcomes it carries. Listed in the
+ * worker until Redis confirms it, so that a teardown with the write never
+ * confirmed (the store drops it) frees it. */
+typedef struct batch_call {
+    struct batch_call *next, *prev;
+    size_t njobs;
+    struct { held *h; size_t n; } job[SYNCED_CALL_JOBS];
+} batch_call;
+
+static void call_unlink(worker *w, batch_call *call)
+{
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        w->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+}
+
+static void on_batch_recorded(redisReply *reply, void *ud)
+{
+    (void)reply;
+    batch_call *call = ud;
+    worker *w = call->job[0].h->w;
+    call_unlink(w, call);
+    for (size_t i = 0; i < call->njobs; i++)
+        call->job[i].h->syncs_open -= call->job[i].n;
+    for (size_t i = 0; i < call->njobs; i++) {
+        maybe_list_more(call->job[i].h);
+        maybe_finish(call->job[i].h);
+    }
+    free(call);
+}
+
+static void batch_clear(held *h)
+{
+    for (size_t i = 0; i < h->nbatch; i++) {
+        free(h->batch[i].id);
+        free(h->batch[i].stored);
+    }
+    h->nbatch = 0;
+}
+
+/* Takes dirty jobs off w->dirty into call while they fit. */
+static void call_fill(worker *w, batch_call *call)
+{
+    size_t campaigns = 0;
+    while (w->dirty && call->njobs < SYNCED_CALL_JOBS &&
+           (call->njobs == 0 || campaigns + w->dirty->nbatch <= SYNCED_CALL_CAMPAIGNS)) {
+        held *h = w->dirty;
+        w->dirty = h->next_dirty;
+        h->next_dirty = NULL;
+        h->in_dirty = 0;
+        if (h->nbatch == 0)
+            continue;
+        call->job[call->njobs].h = h;
+        call->job[call->njobs++].n = h->nbatch;
+        campaigns += h->nbatch;
+    }
+}
+
+/* Sends the jobs of call as one synced.lua call. */
+static void call_send(worker *w, batch_call *call)
+{
+    const char *argv[SYNCED_MAX_ARGS];
+    size_t lens[SYNCED_MAX_ARGS];
+    char key[SYNCED_MAX_KEYS][KEYS_MAX_LEN];   /* the store copies every argument */
+    char now[24], runs[16], nums[SYNCED_CALL_JOBS][2][24];
+    int nkeys = 2 + SYNCED_KEYS_PER_JOB * (int)call->njobs, argc = nkeys;
+    keys_global_key(&w->keys, KEYS_STATS, key[0], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_OUTBOX, key[1], KEYS_MAX_LEN);
+    snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+    snprintf(runs, sizeof runs, "%zu", call->njobs);
+    argv[argc++] = now;
+    argv[argc++] = runs;
+    for (size_t j = 0; j < call->njobs; j++) {
+        held *h = call->job[j].h;
+        char (*k)[KEYS_MAX_LEN] = key + 2 + SYNCED_KEYS_PER_JOB * j;
+        keys_run_key(&w->keys, h->job.run, k[0], KEYS_MAX_LEN);
+        keys_run_items_key(&w->keys, h->job.run, k[1], KEYS_MAX_LEN);
+        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_CAMPAIGNS, k[2], KEYS_MAX_LEN);
+        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, k[3], KEYS_MAX_LEN);
+        snprintf(nums[j][0], sizeof nums[j][0], "%u", cursor_of(h));
+        snprintf(nums[j][1], sizeof nums[j][1], "%zu", h->nbatch);
+        argv[argc++] = h->job.run;
+        argv[argc++] = nums[j][0];
+        argv[argc++] = w->cfg.pg_url[0] ? h->job.client : "";
+        argv[argc++] = nums[j][1];
+        for (size_t i = 0; i < h->nbatch; i++) {
+            argv[argc++] = h->batch[i].id;
+            argv[argc++] = h->batch[i].stored;
+        }
+    }
+    for (int i = 0; i < nkeys; i++)
+        argv[i] = key[i];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (st_script(w->store, SCRIPT_SYNCED, nkeys, argc, argv, lens, on_batch_recorded, call) < 0) {
+        for (size_t j = 0; j < call->njobs; j++)
+            call->job[j].h->aborted = 1;   /* the outcomes are lost to Redis: handed back, re-synced */
+        free(call);
+    } else {
+        call->next = w->calls;
+        if (w->calls)
+            w->calls->prev = call;
+        w->calls = call;
+    }
+    for (size_t j = 0; j < call->njobs; j++)
+        batch_clear(call->job[j].h);
+}
+
+void fl_flush_batches(worker *w)
+{
+    uv_timer_stop(&w->batch_timer);
+    while (w->dirty) {
+        batch_call *call = malloc(sizeof *call);
+        if (call == NULL) {   /* out of memory: the waiting outcomes are lost, their jobs handed back */
+            for (held *h = w->dirty; h; h = h->next_dirty) {
+                h->in_dirty = 0;
+                batch_clear(h);
+                h->aborted = 1;
+            }
+            w->dirty = NULL;
+            return;
+        }
+        *call = (batch_call){ .njobs = 0 };
+        call_fill(w, call);
+        if (call->njobs > 0)
+            call_send(w, call);
+        else
+            free(call);
+    }
+}
+
+static void on_batch_timer(uv_timer_t *t)
+{
+    fl_flush_batches(t->data);
+}
+
+/* Takes ownership of stored (malloc'd). */
+static void add_synced(held *h, unsigned page, const api_campaign *c, char *stored)
+{
+    worker *w = h->w;
+    page_done_one(h, page);
+    if (h->nbatch == h->batch_cap) {
+        size_t cap = h->batch_cap ? 2 * h->batch_cap : 16;
+        struct synced_item *b = realloc(h->batch, cap * sizeof *b);
+        if (b == NULL) {
+            free(stored);
+            h->aborted = 1;
+            return;
+        }
+        h->batch = b;
+        h->batch_cap = cap;
+    }
+    char *id = malloc(c->id_len + 1);
+    if (id == NULL) {
+        free(stored);
+        h->aborted = 1;
+        return;
+    }
+    memcpy(id, c->id, c->id_len);
+    id[c->id_len] = '\0';
+    h->batch[h->nbatch++] = (struct synced_item){ id, c->id_len, stored };
+    if (!h->in_dirty) {   /* the first waiting: sent within SYNCED_BATCH_MS */
+        h->next_dirty = w->dirty;
+        h->in_dirty = 1;
+        if (w->dirty == NULL)
+            uv_timer_start(&w->batch_timer, on_batch_timer, SYNCED_BATCH_MS, 0);
+        w->dirty = h;
+    }
+    if (h->nbatch >= SYNCED_BATCH_MAX)
+        fl_flush_batches(w);
+}
+
 /* ---- sync --------------------------------------------------------------- */
 
 static void free_op(op *o)
@@ -239,7 +433,10 @@ static void on_sync_done(op *o, const op_result *res)
     if (res->verdict == API_OK &&
         api_parse_sync(res->http->body, res->http->body_len, synced_at, sizeof synced_at, err, sizeof err) == 0) {
         char *stored = api_stored_campaign(o->campaign.json, synced_at, h->job.run);
-        if (stored) {
+        if (stored && h->job.type == JOB_CLIENT) {
+            h->w->n.campaigns_synced++;
+            add_synced(h, o->page, &o->campaign, stored);
+        } else if (stored) {
             h->w->n.campaigns_synced++;
             record_outcome(h, o->page, &o->campaign, "synced", stored, 0);
             free(stored);
@@ -748,6 +945,9 @@ static void release(held *h)
     job_clear(&h->job);
     free(h->elem);
     free(h->pages);
+    batch_clear(h);
+    free(h->batch);
+
     if (h->page_write) {   /* teardown with the page's write never confirmed: the store drops it */
         api_page_clear(&h->page_write->items);
         free(h->page_write);
@@ -758,6 +958,12 @@ static void release(held *h)
 
 void fl_free_all(worker *w)
 {
+    w->dirty = NULL;   /* teardown: unsent batches go with their jobs (re-synced after the hand-back) */
+    while (w->calls) {   /* and calls the store drops unconfirmed */
+        batch_call *call = w->calls;
+        w->calls = call->next;
+        free(call);
+    }
     while (w->jobs) {
         held *h = w->jobs;
         h->client = NULL;   /* clients are freed wholesale by cl_free_all */

@@ -35,7 +35,7 @@ static const char *const script_table[SCRIPT_COUNT] = {
     [SCRIPT_PROGRESS] = script_progress, [SCRIPT_RATELIMIT] = script_ratelimit,
     [SCRIPT_PROMOTE] = script_promote,   [SCRIPT_REAP] = script_reap,
     [SCRIPT_BURY] = script_bury,         [SCRIPT_CAD] = script_cad,
-    [SCRIPT_UNPOP] = script_unpop,
+    [SCRIPT_UNPOP] = script_unpop,       [SCRIPT_SYNCED] = script_synced,
 };
 
 static void pop_more(worker *w);
@@ -493,6 +493,7 @@ static void close_all(worker *w)
         (uv_handle_t *)&w->heartbeat_timer, (uv_handle_t *)&w->reaper_timer,
         (uv_handle_t *)&w->promote_timer,   (uv_handle_t *)&w->housekeeping_timer,
         (uv_handle_t *)&w->sigterm,         (uv_handle_t *)&w->sigint,
+        (uv_handle_t *)&w->batch_timer,
     };
     for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
         if (!uv_is_closing(handles[i]))
@@ -544,6 +545,7 @@ static void stop_step(worker *w)
         uv_timer_start(&w->grace_timer, on_grace_over, FINAL_WRITE_WAIT_MS, 0);
     }
     if (w->stopping == 2) {
+        fl_flush_batches(w);   /* results of the last turn go to the store first */
         int writes_pending = (w->store && st_backlog(w->store) > 0) || sink_busy(w);
         int redis_up = w->redis && rds_is_connected(w->redis);
         if (writes_pending && redis_up && uv_timer_get_due_in(&w->grace_timer) > 0)
@@ -643,6 +645,8 @@ int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, 
         uv_timer_init(loop, timers[i]);
         timers[i]->data = w;
     }
+    uv_timer_init(loop, &w->batch_timer);
+    w->batch_timer.data = w;
     uv_signal_init(loop, &w->sigterm);
     uv_signal_init(loop, &w->sigint);
     w->sigterm.data = w->sigint.data = w;

@@ -45,6 +45,7 @@ enum {
     SCRIPT_BURY,
     SCRIPT_CAD,
     SCRIPT_UNPOP,
+    SCRIPT_SYNCED,
     SCRIPT_COUNT
 };
 
@@ -103,6 +104,9 @@ struct worker {
     double latency_ms;       /* sched.c: moving average of API request durations */
 
     uv_timer_t heartbeat_timer, reaper_timer, promote_timer, housekeeping_timer, grace_timer;
+    uv_timer_t batch_timer;  /* flow.c: sends the batches of synced outcomes */
+    held *dirty;             /* flow.c: held jobs with synced outcomes not yet sent */
+    struct batch_call *calls;    /* flow.c: synced.lua calls sent, not yet confirmed (owned) */
     uv_signal_t sigterm, sigint;
     int stopping;            /* 1: draining in-flight work; 2: handing jobs back */
     int exit_code;
@@ -276,12 +280,19 @@ struct held {
     int finishing;
     int aborted;             /* some work was cut by shutdown: hand the job back */
     int starting;            /* counted in w->starting until its first request is queued */
+    struct synced_item { char *id; size_t id_len; char *stored; } *batch;   /* synced, not yet sent */
+    size_t nbatch, batch_cap;
+    held *next_dirty;        /* in w->dirty while in_dirty */
+    int in_dirty;
 };
 
 /* Takes ownership of elem (malloc'd). Validates, counts the delivery and
  * starts the job, or buries it. */
 void fl_start(worker *w, char *elem, size_t len);
 void fl_free_all(worker *w);
+/* Sends every batch of synced outcomes still waiting for its timer
+ * (shutdown calls it before it waits for the store). */
+void fl_flush_batches(worker *w);
 
 /* ---- metrics.c: /metrics and /healthz on ADSYNC_METRICS_ADDR -------------- */
 typedef struct wm_endpoint wm_endpoint;

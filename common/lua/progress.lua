@@ -51,13 +51,24 @@ if a.elem and a.elem ~= '' then
   if held then redis.call('HDEL', KEYS[8], a.job_id) end
 end
 
+-- A listed page: new ids become "listed" (one HMGET, one HSET, one HINCRBY
+-- for the page); ids listed before but not yet synced still need a sync.
 local needs = {}
-for pos, id in ipairs(ids) do
-  if redis.call('HSETNX', items, id, 'listed') == 1 then
-    redis.call('HINCRBY', run, 'listed', 1)
-    needs[#needs + 1] = pos
-  elseif redis.call('HGET', items, id) == 'listed' then
-    needs[#needs + 1] = pos
+if #ids > 0 then
+  local old, fresh, seen = redis.call('HMGET', items, unpack(ids)), {}, {}
+  for pos, id in ipairs(ids) do
+    if old[pos] == false and not seen[id] then
+      fresh[#fresh + 1] = id
+      fresh[#fresh + 1] = 'listed'
+      needs[#needs + 1] = pos
+    elseif old[pos] == 'listed' then
+      needs[#needs + 1] = pos
+    end
+    seen[id] = true
+  end
+  if #fresh > 0 then
+    redis.call('HSET', items, unpack(fresh))
+    redis.call('HINCRBY', run, 'listed', #fresh / 2)
   end
 end
 
