@@ -226,10 +226,13 @@ int http_escape_segment(const char *s, size_t len, char *out, size_t outlen)
     static const char hex[] = "0123456789ABCDEF";
     if ((len > 0 && !s) || !out)
         return -1;
+    /* "." and ".." are dot-segments: left as they are, a URL parser folds
+     * them into the path around them (/api/campaigns/../sync). */
+    int dots = (len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.');
     size_t w = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        size_t need = unreserved(ch) ? 1 : 3;
+        size_t need = unreserved(ch) && !dots ? 1 : 3;
         if (outlen - w <= need)          /* keep one byte for the NUL */
             return -1;
         if (need == 1) {
@@ -311,6 +314,8 @@ static int easy_setup(http_req *r)
     bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    /* The path goes out as built: curl must not squash segments of it. */
+    bad |= curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK;
     /* Verbose output would print Authorization headers. */
     bad |= curl_easy_setopt(e, CURLOPT_VERBOSE, 0L) != CURLE_OK;
     return bad ? -1 : 0;

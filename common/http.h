@@ -89,7 +89,7 @@ http_headers *http_headers_new(const char *const *lines, size_t n);   /* NULL if
 void http_headers_unref(http_headers *h);   /* NULL is a no-op */
 
 /* Percent-encodes s[0..len) for use as one URL path segment (everything but
- * A-Z a-z 0-9 - . _ ~). Returns the length written (excluding NUL), or -1 if
+ * A-Z a-z 0-9 - . _ ~; the dots too when the segment is "." or ".."). Returns the length written (excluding NUL), or -1 if
  * out (outlen bytes) is too small. Pure. */
 int http_escape_segment(const char *s, size_t len, char *out, size_t outlen);
 

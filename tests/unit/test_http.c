@@ -684,6 +684,13 @@ static void test_escape_segment(void **state)
 
     assert_int_equal(http_escape_segment("a\0b", 3, out, sizeof out), 5);   /* length, not strlen */
     assert_string_equal(out, "a%00b");
+    /* dot-segments would be folded into the path: their dots are escaped */
+    assert_int_equal(http_escape_segment(".", 1, out, sizeof out), 3);
+    assert_string_equal(out, "%2E");
+    assert_int_equal(http_escape_segment("..", 2, out, sizeof out), 6);
+    assert_string_equal(out, "%2E%2E");
+    assert_int_equal(http_escape_segment("...", 3, out, sizeof out), 3);
+    assert_string_equal(out, "...");
 
     assert_int_equal(http_escape_segment("", 0, out, sizeof out), 0);
     assert_string_equal(out, "");
