@@ -101,14 +101,14 @@ static size_t base64_encode(const unsigned char *in, size_t n, char *out)
 int api_basic_auth_header(const char *email, const char *password, char *out, size_t outlen)
 {
     static const char prefix[] = "Authorization: Basic ";
-    char creds[1024];
+    char creds[API_CREDENTIALS_MAX + 1];
     int n = snprintf(creds, sizeof creds, "%s:%s", email, password);
     size_t need = sizeof prefix + ((size_t)n + 2) / 3 * 4;
     if (n < 0 || (size_t)n >= sizeof creds || need > outlen)
         return -1;
     memcpy(out, prefix, sizeof prefix - 1);
     base64_encode((const unsigned char *)creds, (size_t)n, out + sizeof prefix - 1);
-    memset(creds, 0, sizeof creds);
+    explicit_bzero(creds, sizeof creds);   /* memset could be optimised away */
     return 0;
 }
 

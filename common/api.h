@@ -34,7 +34,8 @@ int api_parse_token(const char *body, size_t len, char *token, size_t toklen, lo
                     char *err, size_t errlen);
 
 /* "Authorization: Basic base64(email:password)" into out. -1 if too small. */
-#define API_BASIC_HEADER_MAX 2048   /* fits a 320-byte e-mail and a 1023-byte password */
+#define API_CREDENTIALS_MAX (320 + 1 + 1023)   /* "email:password" as client add accepts them */
+#define API_BASIC_HEADER_MAX 2048   /* fits their Basic header */
 int api_basic_auth_header(const char *email, const char *password, char *out, size_t outlen);
 
 typedef struct api_campaign {

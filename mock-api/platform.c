@@ -353,7 +353,7 @@ const acct_list *plat_accounts(const plat *p) {
 
 /* ---- POST /auth/token ------------------------------------------------------ */
 
-#define PLAT_CRED_MAX 1024
+#define PLAT_CRED_MAX 2048   /* a 320-byte e-mail and a 1023-byte password, decoded */
 
 /* Splits a Basic header into email and password inside buf.
  * 0 ok, 1 header missing, -1 malformed. */

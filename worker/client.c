@@ -147,7 +147,9 @@ static int password_unusable(client *c, char *why, size_t whylen)
 /* Applies one field of the client hash; unknown fields are ignored. */
 static void apply_field(client *c, const redisReply *k, const redisReply *v)
 {
-    if (strcmp(k->str, "email") == 0)
+    if (strcmp(k->str, "email") == 0 && v->len >= sizeof c->email)
+        c->email_too_long = 1;   /* never cut: a shortened e-mail only fails the login */
+    else if (strcmp(k->str, "email") == 0)
         copy_field(c->email, sizeof c->email, v);
     else if (strcmp(k->str, "password") == 0)
         keep_stored_password(c, v);
@@ -168,7 +170,10 @@ static void validate_credentials(client *c)
 {
     char err[CFG_ERR_LEN], msg[CFG_ERR_LEN + 128];
     cfg_http_url url;
-    if (c->email[0] == '\0' || c->password == NULL || c->password[0] == '\0') {
+    if (c->email_too_long) {
+        snprintf(msg, sizeof msg, "the e-mail of client %s is longer than %zu bytes", c->id, sizeof c->email - 1);
+        fail(c, 1, msg);
+    } else if (c->email[0] == '\0' || c->password == NULL || c->password[0] == '\0') {
         snprintf(msg, sizeof msg, "no credentials for client %s", c->id);
         fail(c, 1, msg);
     } else if (password_unusable(c, msg, sizeof msg)) {
@@ -190,6 +195,13 @@ static void on_credentials(rds *r, redisReply *reply, void *privdata)
     (void)r;
     client *c = privdata;
     c->pending_io--;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {   /* e.g. WRONGTYPE: waiting will not fix it */
+        char msg[CFG_ERR_LEN];
+        snprintf(msg, sizeof msg, "cannot read the hash of client %s: %.200s", c->id, reply->str);
+        fail(c, 1, msg);
+        free_if_unused(c);
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         cl_arm_timer(c, CL_RELOAD_MS);
         free_if_unused(c);
@@ -468,8 +480,11 @@ static int open_token(client *c, const redisReply *v, char *token, size_t cap)
     size_t n;
     int rc = seal_open(c->w->seal, c->id, "token", v->str, v->len, token, cap, &n, NULL);
     int sealing = seal_keyring_active(c->w->seal);
-    if (rc == SEAL_OK || (rc == SEAL_PLAIN && !sealing))
-        return n > 0 ? 0 : -1;
+    int usable = n > 0;
+    for (size_t i = 0; i < n; i++)
+        usable &= token[i] > 0x20 && token[i] < 0x7f;   /* CR, LF, spaces: no header can carry it */
+    if ((rc == SEAL_OK || (rc == SEAL_PLAIN && !sealing)) && usable)
+        return 0;
     sodium_memzero(token, cap);
     return -1;
 }

@@ -165,7 +165,8 @@ struct client {
     unsigned refs;           /* held jobs using it */
     unsigned pending_io;     /* Redis/HTTP callbacks that still point here */
 
-    char email[256];
+    char email[321];         /* what client add accepts: 320 bytes */
+    int email_too_long;
     char *password;          /* as stored: sealed (opened only to log in), or plain text */
     char base_url[1024];
     unsigned rate_limit, page_size;

@@ -1,0 +1,73 @@
+"""Redis contents and credentials as input (part of the hardening issue):
+a client key of the wrong type is dead-lettered once instead of polled
+forever, a cached token no header can carry is replaced by a new login, and
+credentials as long as `client add` accepts reach the platform uncut."""
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import TempDir, enqueue  # noqa: E402
+import workerlib as wl  # noqa: E402
+
+CLEAN = ("--sync-latency-ms", 0, "--rate-limit", 0, "--fail-every", 0, "--hang-every", 0)
+
+
+class RedisInputTest(wl.SystemTest):
+    def drain(self, env, *ids):
+        r = enqueue(["sync", *ids], env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        w = self.worker(env, "--drain")
+        self.assertEqual(w.wait(30), 0, "the drain ends: " + w.log()[-2000:])
+        return w
+
+    def dead_reasons(self, env):
+        letters = json.loads(enqueue(["dead", "list", "--json"], env).stdout)["dead"]
+        return {d.get("client"): d.get("last_error", "") for d in letters}
+
+    def test_wrong_type_client_key_is_dead_lettered_once(self):
+        mock = self.mock("--clients", 1, "--campaigns", 3, *CLEAN)
+        env = wl.fast_env(self.redis, mock)
+        self.redis.cmd("SET", "adsync:client:client_1", "foo")
+        self.redis.cmd("SADD", "adsync:clients", "client_1")
+        w = self.drain(env, "client_1")
+        self.assertIn("cannot read the hash of client client_1: WRONGTYPE", self.dead_reasons(env)["client_1"])
+        self.assertEqual(w.log().count("client unusable"), 1, "logged once")
+        self.assertEqual(mock.stats()["clients"]["client_1"]["requests"].get("auth", {}), {})
+
+    def test_token_with_line_breaks_is_replaced(self):
+        mock = self.mock("--clients", 1, "--campaigns", 5, *CLEAN)
+        env = wl.fast_env(self.redis, mock)
+        ids = wl.register_clients(self.redis, 1)
+        self.redis.cmd("SET", "adsync:client:client_1:token", "abc\r\nX-Injected: 1", "PX", 600000)
+        self.drain(env, *ids)
+        wl.check_invariant(self, self.redis, "client_1", 5)
+        token = self.redis.cmd("GET", "adsync:client:client_1:token")
+        self.assertRegex(token, r"^[0-9a-f]{32}$", "a fresh login replaced it")
+
+    def test_long_credentials_reach_the_platform_uncut(self):
+        email = "x" * 307 + "@example.test"          # 320 bytes, the most client add takes
+        password = "p" * 1023
+        tmp = TempDir("accounts")
+        try:
+            path = tmp.file("accounts.json")
+            with open(path, "w") as f:
+                json.dump([{"id": "long", "email": email, "password": password, "campaigns": 4}], f)
+            mock = self.mock("--accounts", path, *CLEAN)
+            env = wl.fast_env(self.redis, mock)
+            r = enqueue(["client", "add", "long", "--email", email], env, input=password + "\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.drain(env, "long")
+            wl.check_invariant(self, self.redis, "long", 4)
+            # one byte more than the worker keeps is refused, never cut
+            self.redis.cmd("HSET", "adsync:client:long", "email", "y" + email)
+            self.redis.cmd("DEL", "adsync:client:long:token")
+            self.drain(env, "long", "--force")
+            self.assertIn("longer than 320 bytes", self.dead_reasons(env)["long"])
+        finally:
+            tmp.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
