@@ -153,6 +153,35 @@ static int has_control_or_space(const char *s)
 #define REDIS_FORM "redis://[user:password@]host[:port][/db]"
 
 /* "user:password" or ":password" or "password" (redis-cli's forms). */
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Copies s[0..n) into out (cap bytes) with %XX decoded, as redis-cli does.
+ * -1 when it does not fit, or a '%' is not followed by two hex digits, or
+ * it decodes to NUL. */
+static int copy_decoded(char *out, size_t cap, const char *s, size_t n)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+            if (lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (w + 1 >= cap)
+            return -1;
+        out[w++] = (char)c;
+    }
+    out[w] = '\0';
+    return 0;
+}
+
 static int parse_redis_userinfo(const char *name, const char *s, size_t n, cfg_redis_url *out,
                                 char *err, size_t errlen)
 {
@@ -160,12 +189,10 @@ static int parse_redis_userinfo(const char *name, const char *s, size_t n, cfg_r
     size_t ulen = colon ? (size_t)(colon - s) : 0;
     const char *pw = colon ? colon + 1 : s;
     size_t plen = (size_t)(s + n - pw);
-    if (ulen >= sizeof out->user || plen >= sizeof out->password)
-        return errbuf_set(err, errlen, "%s: the user or password is too long", name);
-    memcpy(out->user, s, ulen);
-    out->user[ulen] = '\0';
-    memcpy(out->password, pw, plen);
-    out->password[plen] = '\0';
+    if (copy_decoded(out->user, sizeof out->user, s, ulen) < 0 ||
+        copy_decoded(out->password, sizeof out->password, pw, plen) < 0)
+        return errbuf_set(err, errlen, "%s: the user or password is too long or has a bad %%-escape "
+                                 "(expected %%XX with two hex digits)", name);
     return 0;
 }
 
@@ -179,12 +206,11 @@ int cfg_parse_redis_url(const char *name, const char *value, cfg_redis_url *out,
     if (has_control_or_space(value))
         return errbuf_set(err, errlen, "%s: contains spaces or control characters (expected %s)", name, REDIS_FORM);
     const char *auth = value + sizeof scheme - 1;
-    const char *slash = strchr(auth, '/');
+    /* The last '@' separates userinfo, so passwords may contain '@' and
+     * '/' (the database part after the host never has an '@'). */
+    const char *at = strrchr(auth, '@');
+    const char *slash = strchr(at ? at + 1 : auth, '/');
     const char *end = slash ? slash : auth + strlen(auth);
-    const char *at = memchr(auth, '@', (size_t)(end - auth));
-    /* The last '@' separates userinfo, so passwords may contain '@'. */
-    for (const char *p = at; p && p < end; p = memchr(p + 1, '@', (size_t)(end - p - 1)))
-        at = p;
     const char *hostpart = auth;
     if (at) {
         if (parse_redis_userinfo(name, auth, (size_t)(at - auth), out, err, errlen) < 0)

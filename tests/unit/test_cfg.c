@@ -59,6 +59,31 @@ static void defaults(void **state)
 
 /* ADSYNC_RATE_LIMIT_PER_MIN is the old name of ADSYNC_RATE_LIMIT: taken
  * alone with a note to log, refused when it contradicts the new name. */
+/* Passwords as redis-cli takes them: '/' and '@' inside, %XX decoded. */
+static void redis_url_passwords(void **state)
+{
+    (void)state;
+    cfg_redis_url u;
+    char err[CFG_ERR_LEN];
+    assert_int_equal(cfg_parse_redis_url("REDIS_URL", "redis://:pa/ss@h:7000/2", &u, err, sizeof err), 0);
+    assert_string_equal(u.password, "pa/ss");
+    assert_string_equal(u.host, "h");
+    assert_int_equal(u.port, 7000);
+    assert_int_equal(u.db, 2);
+    assert_int_equal(cfg_parse_redis_url("REDIS_URL", "redis://:pa%2Fss%40x%25@h", &u, err, sizeof err), 0);
+    assert_string_equal(u.password, "pa/ss@x%");
+    assert_int_equal(cfg_parse_redis_url("REDIS_URL", "redis://us%65r:a@b@h/1", &u, err, sizeof err), 0);
+    assert_string_equal(u.user, "user");
+    assert_string_equal(u.password, "a@b");
+    assert_int_equal(u.db, 1);
+    const char *bad[] = { "redis://:pa%2@h", "redis://:pa%zz@h", "redis://:pa%00x@h", "redis://:p%@h" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(cfg_parse_redis_url("REDIS_URL", bad[i], &u, err, sizeof err), -1);
+        assert_non_null(strstr(err, "bad %-escape"));
+        assert_null(strstr(err, bad[i] + 9));   /* never echoes the password */
+    }
+}
+
 static void rate_limit_alias(void **state)
 {
     (void)state;
@@ -265,6 +290,7 @@ int main(void)
         cmocka_unit_test(required_and_typed_getters),
         cmocka_unit_test(url_forms),
         cmocka_unit_test(rate_limit_alias),
+        cmocka_unit_test(redis_url_passwords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
