@@ -798,20 +798,25 @@ static void bury(held *h, const char *dead_letter, const char *reason)
         h->aborted = 1;
 }
 
-/* A dead letter for a job that could not even be parsed keeps the raw text. */
+/* A dead letter for a job that could not even be parsed keeps the raw text,
+ * up to UNPARSED_KEEP bytes: a 1 MB element of junk does not become a 1 MB
+ * dead letter. bury() logs it, once. */
+#define UNPARSED_KEEP 4096
+
 static void bury_unparseable(held *h, const char *why)
 {
     char reason[400];
+    int cut = h->elem_len > UNPARSED_KEEP;
     snprintf(reason, sizeof reason, "unparseable job: %s", why);
     cJSON *o = cJSON_CreateObject();
-    char *raw = strndup(h->elem, h->elem_len);
+    char *raw = strndup(h->elem, cut ? UNPARSED_KEEP : h->elem_len);
     char *json = NULL;
     if (o && raw && cJSON_AddNumberToObject(o, "v", 1) && cJSON_AddStringToObject(o, "raw", raw) &&
-        cJSON_AddStringToObject(o, "last_error", reason))
+        cJSON_AddStringToObject(o, "last_error", reason) &&
+        (!cut || cJSON_AddNumberToObject(o, "raw_bytes", (double)h->elem_len)))
         json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     free(raw);
-    log_warn("job dead", LOG_STR("error", reason));
     h->w->n.jobs_dead++;
     h->w->n.jobs_by[WK_JOB_UNPARSED][WK_JOB_DEAD]++;
     bury(h, json ? json : "{\"v\":1,\"last_error\":\"unparseable job\"}", reason);

@@ -1,7 +1,8 @@
 """Redis contents and credentials as input (part of the hardening issue):
 a client key of the wrong type is dead-lettered once instead of polled
-forever, a cached token no header can carry is replaced by a new login, and
-credentials as long as `client add` accepts reach the platform uncut."""
+forever, a cached token no header can carry is replaced by a new login,
+credentials as long as `client add` accepts reach the platform uncut, and
+1 MB of junk on the queue becomes a small dead letter logged once."""
 import json
 import os
 import sys
@@ -35,6 +36,19 @@ class RedisInputTest(wl.SystemTest):
         self.assertIn("cannot read the hash of client client_1: WRONGTYPE", self.dead_reasons(env)["client_1"])
         self.assertEqual(w.log().count("client unusable"), 1, "logged once")
         self.assertEqual(mock.stats()["clients"]["client_1"]["requests"].get("auth", {}), {})
+
+    def test_huge_junk_job_becomes_a_small_dead_letter_logged_once(self):
+        mock = self.mock("--clients", 1, *CLEAN)
+        env = wl.fast_env(self.redis, mock)
+        self.redis.cmd("LPUSH", "adsync:jobs", "j" * (1 << 20))
+        w = self.worker(env, "--drain")
+        self.assertEqual(w.wait(30), 0, w.log()[-2000:])
+        (letter,) = self.redis.cmd("LRANGE", "adsync:dead", 0, -1)
+        self.assertLess(len(letter), 8192)
+        doc = json.loads(letter)
+        self.assertEqual(doc["raw_bytes"], 1 << 20)
+        self.assertIn("unparseable job", doc["last_error"])
+        self.assertEqual(sum(1 for line in w.log().splitlines() if '"job dead"' in line), 1)
 
     def test_token_with_line_breaks_is_replaced(self):
         mock = self.mock("--clients", 1, "--campaigns", 5, *CLEAN)
