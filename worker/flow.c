@@ -194,6 +194,26 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
     unsigned attempt = (h->job.type == JOB_CAMPAIGN ? h->job.attempt : 0) + 1;
     int dead = permanent || attempt >= w->cfg.max_attempts;
     char *json = campaign_job_json(h, c, attempt, error);
+    char why[JOB_ERROR_MAX];
+    if (json && strlen(json) > JOB_MAX_BYTES) {
+        /* A retry job this large would be refused as unparseable when popped
+         * and the campaign never counted: it is dead now, its letter keeps
+         * only the id. */
+        char stub[JOB_CAMPAIGN_ID_MAX * 6 + 16];
+        snprintf(why, sizeof why, "campaign of %zu bytes is too large to retry (jobs hold at most %d): %s",
+                 strlen(c->json), JOB_MAX_BYTES, error);
+        cJSON *id = cJSON_CreateString(c->id);
+        char *quoted = id ? cJSON_PrintUnformatted(id) : NULL;
+        snprintf(stub, sizeof stub, "{\"id\":%s}", quoted ? quoted : "\"\"");
+        cJSON_free(quoted);
+        cJSON_Delete(id);
+        api_campaign small = *c;
+        small.json = stub;
+        free(json);
+        json = campaign_job_json(h, &small, attempt, why);
+        error = why;
+        dead = 1;
+    }
     if (json == NULL) {
         h->aborted = 1;
         return;

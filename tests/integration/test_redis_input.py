@@ -50,6 +50,28 @@ class RedisInputTest(wl.SystemTest):
         self.assertIn("unparseable job", doc["last_error"])
         self.assertEqual(sum(1 for line in w.log().splitlines() if '"job dead"' in line), 1)
 
+    def test_campaign_too_large_to_retry_ends_dead_not_stuck(self):
+        """A listed campaign over the 64 KiB job limit that fails once cannot
+        become a retry job: it is dead at once, and the run ends."""
+        tmp = TempDir("accounts")
+        try:
+            path = tmp.file("accounts.json")
+            with open(path, "w") as f:
+                json.dump([{"id": "big", "email": "big@example.test", "password": "pw", "campaigns": 3,
+                            "names": {"campaign_2": "n" * 100000}}], f)
+            mock = self.mock("--accounts", path, "--fail-campaign", "campaign_2", *CLEAN)
+            env = wl.fast_env(self.redis, mock)
+            self.assertEqual(enqueue(["client", "add", "big", "--email", "big@example.test"], env,
+                                     input="pw\n").returncode, 0)
+            self.drain(env, "big")
+            run = wl.check_invariant(self, self.redis, "big", 3)
+            self.assertEqual((run["state"], run["synced"], run["dead"]), ("done", "2", "1"))
+            (letter,) = self.redis.cmd("LRANGE", "adsync:dead", 0, -1)
+            self.assertLess(len(letter), 4096)
+            self.assertIn("too large to retry", json.loads(letter)["last_error"])
+        finally:
+            tmp.cleanup()
+
     def test_token_with_line_breaks_is_replaced(self):
         mock = self.mock("--clients", 1, "--campaigns", 5, *CLEAN)
         env = wl.fast_env(self.redis, mock)
