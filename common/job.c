@@ -123,9 +123,9 @@ static int parse_fields(const cJSON *root, job *j, char *err, size_t errlen)
         return errbuf_set(err, errlen, "unsupported version (expected \"v\":1)");
     uint64_t attempt = 0;
     if (parse_type(root, j, err, errlen) < 0 ||
-        take_id(root, "id", keys_valid_token, j->id, sizeof j->id, err, errlen) < 0 ||
+        take_id(root, "id", keys_valid_segment, j->id, sizeof j->id, err, errlen) < 0 ||
         take_id(root, "client", keys_valid_client_id, j->client, sizeof j->client, err, errlen) < 0 ||
-        take_id(root, "run", keys_valid_token, j->run, sizeof j->run, err, errlen) < 0 ||
+        take_id(root, "run", keys_valid_segment, j->run, sizeof j->run, err, errlen) < 0 ||
         take_uint(root, "attempt", 1e6, &attempt, err, errlen) < 0 ||
         take_uint(root, "enqueued_at", 9007199254740992.0, &j->enqueued_at, err, errlen) < 0)
         return -1;

@@ -53,6 +53,11 @@ int keys_valid_token(const char *id)
     return valid_id(id, KEYS_TOKEN_MAX, "_.:-");
 }
 
+int keys_valid_segment(const char *id)
+{
+    return valid_id(id, KEYS_TOKEN_MAX, "_.-");
+}
+
 static int format_key(char *out, size_t outlen, const char *fmt, ...)
 {
     va_list ap;

@@ -46,6 +46,9 @@ void keys_init(keys *k, const char *prefix);
 int keys_valid_client_id(const char *id);
 /* 1 if id is a valid run/job/worker id (1-128 of [A-Za-z0-9_.:-]), else 0. */
 int keys_valid_token(const char *id);
+/* A token without ':', for ids that become one segment of a key (run and
+ * job ids): a run id "x:items" would otherwise name run x's items hash. */
+int keys_valid_segment(const char *id);
 
 /* Each returns the key length, or -1 if an id is invalid or out is too
  * small (out then holds ""). */

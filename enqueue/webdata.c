@@ -197,7 +197,7 @@ static void index_errors(cJSON *errors, const cJSON *views, const char *run, con
 
 cJSON *web_run(app *a, const char *run)
 {
-    if (!keys_valid_token(run))
+    if (!keys_valid_segment(run))
         return cJSON_CreateNull();
     char run_key[KEYS_MAX_LEN], items_key[KEYS_MAX_LEN];
     keys_run_key(&a->keys, run, run_key, sizeof run_key);

@@ -75,6 +75,11 @@ static void malformed_jobs(void **state)
     expect_bad("{\"v\":1,\"id\":\"j\",\"type\":\"client\",\"client\":\"a:b\",\"run\":\"r\"}", "invalid \"client\"");
     expect_bad("{\"v\":1,\"id\":\"j\",\"type\":\"client\",\"client\":7,\"run\":\"r\"}", "\"client\"");
     expect_bad("{\"v\":1,\"id\":\"j\",\"type\":\"client\",\"client\":\"a\",\"run\":\"r r\"}", "invalid \"run\"");
+    /* ids become one segment of a key: "victim:items" would name run
+     * victim's items hash */
+    expect_bad("{\"v\":1,\"id\":\"j\",\"type\":\"client\",\"client\":\"a\",\"run\":\"victim:items\"}",
+               "invalid \"run\"");
+    expect_bad("{\"v\":1,\"id\":\"j:x\",\"type\":\"client\",\"client\":\"a\",\"run\":\"r\"}", "invalid \"id\"");
     expect_bad("{\"v\":1,\"id\":\"j\",\"type\":\"client\",\"client\":\"a\",\"run\":\"r\",\"attempt\":-1}", "attempt");
     expect_bad("{\"v\":1,\"id\":\"j\",\"type\":\"client\",\"client\":\"a\",\"run\":\"r\",\"attempt\":1.5}", "attempt");
     expect_bad("{\"v\":1,\"id\":\"j\",\"type\":\"client\",\"client\":\"a\",\"run\":\"r\",\"attempt\":\"3\"}", "attempt");
