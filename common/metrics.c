@@ -211,7 +211,7 @@ struct mx_server {
     mx_handler_fn *handler;
     void *ud;
     mx_conn *conns;
-    size_t nconns;
+    size_t nconns;             /* connections not closing */
     int port;
     int unref;
     int closing;
@@ -238,7 +238,6 @@ static void on_conn_closed(uv_handle_t *h)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    s->nconns--;
     mx_buf_free(&c->body);
     free(c);
     srv_maybe_free(s);
@@ -249,6 +248,7 @@ static void conn_close(mx_conn *c)
     if (c->state == CONN_CLOSING)
         return;
     c->state = CONN_CLOSING;
+    c->srv->nconns--;   /* counts open connections: a closing one no longer takes a place */
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
@@ -435,11 +435,28 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* At the connection cap, the oldest connection that has not sent a byte
+ * gives way: idle sockets (a port scan, a stuck client) must not keep a
+ * liveness probe from getting its answer. 1 if one was closed. */
+static int evict_idle(mx_server *s)
+{
+    mx_conn *oldest = NULL;
+    for (mx_conn *c = s->conns; c; c = c->next)
+        if (c->state == CONN_READING && c->len == 0)
+            oldest = c;   /* the list is newest first */
+    if (oldest == NULL)
+        return 0;
+    conn_close(oldest);
+    return 1;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     mx_server *s = listener->data;
     if (status < 0 || s->closing)
         return;
+    if (s->nconns >= MX_MAX_CONNS)
+        evict_idle(s);
     mx_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return;   /* stays in the backlog; we come back on the next one */

@@ -308,7 +308,7 @@ static void test_silent_client_blocks_nobody(void **state)
     finish_server(s);
 }
 
-/* Past 64 connections at once, the newest are closed without a word. */
+/* Past 64 connections at once, some are closed without a word. */
 #define CROWD 70
 static client crowd[CROWD];
 static void on_crowd_check(uv_timer_t *t)
@@ -340,6 +340,48 @@ static void test_connection_cap(void **state)
         mx_buf_free(&crowd[i].resp);
     }
     assert_int_equal(refused, CROWD - 64);
+    finish_server(s);
+}
+
+/* A probe arriving when idle sockets fill every place still gets its
+ * answer: the oldest silent connection gives way. */
+static client probe;
+static void on_probe_check(uv_timer_t *t)
+{
+    if (!probe.closed)
+        return;
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, NULL);
+    for (int i = 0; i < CROWD; i++)
+        client_hangup(&crowd[i]);
+}
+
+static void on_crowd_seated(uv_timer_t *t)
+{
+    client_start(&probe, *(int *)t->data, "GET /healthz HTTP/1.1\r\n\r\n");
+    uv_timer_start(t, on_probe_check, 5, 5);
+}
+
+static void test_idle_crowd_does_not_block_a_probe(void **state)
+{
+    (void)state;
+    mx_server *s = start_server();
+    int port = mx_port(s);
+    memset(crowd, 0, sizeof crowd);
+    memset(&probe, 0, sizeof probe);
+    for (int i = 0; i < CROWD; i++)
+        client_start(&crowd[i], port, NULL);
+    uv_timer_t seated;
+    uv_timer_init(&loop, &seated);
+    seated.data = &port;
+    uv_timer_start(&seated, on_crowd_seated, 100, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(probe.eof);
+    assert_non_null(strstr(probe.resp.data ? probe.resp.data : "", "HTTP/1.1 503"));
+    assert_non_null(strstr(probe.resp.data, "redis: down"));
+    mx_buf_free(&probe.resp);
+    for (int i = 0; i < CROWD; i++)
+        mx_buf_free(&crowd[i].resp);
     finish_server(s);
 }
 
@@ -378,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_byte_by_byte_and_oversized),
         cmocka_unit_test(test_silent_client_blocks_nobody),
         cmocka_unit_test(test_connection_cap),
+        cmocka_unit_test(test_idle_crowd_does_not_block_a_probe),
         cmocka_unit_test(test_bind_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
