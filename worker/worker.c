@@ -201,12 +201,59 @@ static void on_workers(rds *r, redisReply *reply, void *privdata)
     }
 }
 
+/* Processing lists are also found by name, not only through the workers
+ * set: a job that lands in the list of a worker no longer registered (a
+ * pop still queued on its connection when it deregistered at shutdown)
+ * would otherwise wait there forever. reap.lua leaves a list alone while
+ * its worker's heartbeat lives. */
+static void scan_processing(worker *w, const char *cursor);
+
+/* "<prefix>:processing:" into out; its length. */
+static size_t processing_prefix(const worker *w, char *out, size_t outlen)
+{
+    size_t n = strlen(w->processing_key) - strlen(w->id);
+    snprintf(out, outlen, "%.*s", (int)n, w->processing_key);
+    return n;
+}
+
+static void on_processing_lists(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_ARRAY)
+        return;
+    char prefix[KEYS_MAX_LEN];
+    size_t plen = processing_prefix(w, prefix, sizeof prefix);
+    const redisReply *found = reply->element[1];
+    for (size_t i = 0; i < found->elements; i++) {
+        const redisReply *k = found->element[i];
+        if (k->type != REDIS_REPLY_STRING || k->len <= plen)
+            continue;
+        const char *wid = k->str + plen;
+        if (strcmp(wid, w->id) != 0 && keys_valid_token(wid))
+            reap_worker(w, wid, "dead", on_reaped);
+    }
+    if (strcmp(reply->element[0]->str, "0") != 0)
+        scan_processing(w, reply->element[0]->str);
+}
+
+static void scan_processing(worker *w, const char *cursor)
+{
+    char pattern[KEYS_MAX_LEN + 2];
+    size_t n = processing_prefix(w, pattern, sizeof pattern - 1);
+    pattern[n] = '*';   /* the prefix holds no glob characters (cfg) */
+    pattern[n + 1] = '\0';
+    rds_commandf(w->redis, on_processing_lists, w, "SCAN %s MATCH %s COUNT 500", cursor, pattern);
+}
+
 static void on_reaper_timer(uv_timer_t *t)
 {
     worker *w = t->data;
     char workers[KEYS_MAX_LEN];
     keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
     rds_commandf(w->redis, on_workers, w, "SMEMBERS %s", workers);
+    scan_processing(w, "0");
 }
 
 static void promote(worker *w);

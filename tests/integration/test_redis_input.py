@@ -72,6 +72,27 @@ class RedisInputTest(wl.SystemTest):
         finally:
             tmp.cleanup()
 
+    def test_processing_list_of_an_unregistered_worker_is_recovered(self):
+        """A job in the processing list of a worker that is in no workers set
+        and has no heartbeat (a pop that landed after its worker
+        deregistered) is handed back by the reaper; a live worker's list is
+        left alone."""
+        mock = self.mock("--clients", 2, "--campaigns", 4, *CLEAN)
+        env = wl.fast_env(self.redis, mock)
+        wl.register_clients(self.redis, 2)
+        enqueue(["sync", "client_1", "client_2"], env)
+        stranded = self.redis.cmd("RPOP", "adsync:jobs")
+        alive = self.redis.cmd("RPOP", "adsync:jobs")
+        self.redis.cmd("LPUSH", "adsync:processing:ghost", stranded)
+        self.redis.cmd("LPUSH", "adsync:processing:alive", alive)
+        self.redis.cmd("SET", "adsync:worker:alive", "{}", "PX", 60000)
+        self.worker(env)
+        cid = json.loads(stranded)["client"]
+        wl.wait_runs_done(self.redis, [cid], 30)
+        wl.check_invariant(self, self.redis, cid, 4)
+        self.assertEqual(self.redis.cmd("LLEN", "adsync:processing:ghost"), 0)
+        self.assertEqual(self.redis.cmd("LRANGE", "adsync:processing:alive", 0, -1), [alive])
+
     def test_token_with_line_breaks_is_replaced(self):
         mock = self.mock("--clients", 1, "--campaigns", 5, *CLEAN)
         env = wl.fast_env(self.redis, mock)
