@@ -16,7 +16,8 @@ libs_pkgs=(libuv1 libhiredis0.14 libcurl4 libcjson1 libmicrohttpd12 libpq5 libso
 runtime_pkgs=("${libs_pkgs[@]}" redis-server redis-tools curl)
 test_pkgs=(redis-server redis-tools python3 curl procps iproute2 python3-prometheus-client python3-yaml systemd
            postgresql    # tests/integration/test_pg_sink.py runs a throwaway server
-           chromium chromium-driver python3-selenium)   # tests/integration/test_web.py drives the console
+           chromium chromium-driver python3-selenium     # tests/integration/test_web.py drives the console
+           clang libclang-rt-14-dev)                      # tests/fuzz.sh (libFuzzer)
 postgres_pkgs=(libpq-dev postgresql)
 
 wanted=()

@@ -12,6 +12,10 @@ build=build-test
 cmake -S . -B "$build" -DADSYNC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
+# The libFuzzer targets, a few seconds each, so they keep compiling and
+# their seed corpus (regression inputs included) keeps passing.
+bash tests/fuzz.sh "${ADSYNC_FUZZ_SECONDS:-5}"
+
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 cd "$build"
