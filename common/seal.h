@@ -39,6 +39,12 @@ enum {
 /* Initialises libsodium; call once before anything else. 0, or -1. */
 int seal_init(void);
 
+/* Keeps this process's memory (keys, opened credentials, tokens) out of
+ * core files and away from other processes of the same user: no core dumps
+ * (RLIMIT_CORE 0) and not dumpable (no ptrace, /proc/PID/mem for root only).
+ * Programs call it first thing. */
+void seal_protect_process(void);
+
 /* An empty ring (no key: sealing is off). NULL when out of memory. */
 seal_keyring *seal_keyring_new(void);
 void seal_keyring_free(seal_keyring *k);   /* wipes the keys; NULL is a no-op */

@@ -3,6 +3,7 @@
  * the top-level help and dispatches to the command groups of cli.h. */
 #include "app.h"
 #include "cli.h"
+#include "seal.h"
 
 static const char help_text[] =
     "commands:\n"
@@ -39,6 +40,7 @@ static const app_subcmd commands[] = {
 
 int main(int argc, char **argv)
 {
+    seal_protect_process();   /* passwords pass through it (client add, secrets) */
     static const app_group program = {
         "COMMAND [ARGS...]   (client, sync, status, dead, db, secrets, web; --help for more)", help_text,
         commands, sizeof commands / sizeof commands[0],

@@ -74,6 +74,7 @@ static int apply_flags(cfg *c, const options *o, char *err, size_t errlen)
 
 int main(int argc, char **argv)
 {
+    seal_protect_process();   /* before any secret is read */
     options opt = { 0 };
     int parsed = parse_args(argc, argv, &opt);
     if (parsed != 0) {

@@ -46,6 +46,29 @@ class Monitor:
         return b"".join(self.chunks).decode("utf-8", "replace")
 
 
+def found_in_memory(pid, needles):
+    """Which needles (bytes) a live process's readable mappings hold; the
+    sanitizer's huge shadow mappings are skipped. Returns (found, bytes read)."""
+    found, total = set(), 0
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            start, end = (int(x, 16) for x in addr.split("-"))
+            if not perms.startswith("r") or end - start > (256 << 20) or "[vvar]" in line:
+                continue
+            tail = b""
+            for at in range(start, end, 1 << 20):
+                try:
+                    mem.seek(at)
+                    chunk = tail + mem.read(min(1 << 20, end - at))
+                except (OSError, ValueError, OverflowError):
+                    break
+                total += len(chunk) - len(tail)
+                found |= {n for n in needles if n in chunk}
+                tail = chunk[-64:]
+    return found, total
+
+
 class SecretsTest(wl.SystemTest):
     redis_aof = True
 
@@ -152,6 +175,23 @@ class SecretsTest(wl.SystemTest):
         for where, text in places.items():
             for s in secrets:
                 self.assertNotIn(s, text, f"plaintext secret in {where}")
+
+    def test_no_plaintext_password_stays_in_the_worker_and_no_core_files(self):
+        """After a sealed sync the worker's memory holds no client password
+        (opened only to log in, then wiped), and it can leave no core file."""
+        mock = self.mock("--clients", 3, "--campaigns", 5, *CLEAN)
+        key, _ = self.keygen("k")
+        env = self.env(mock, key)
+        ids = self.add_clients(env, 3)
+        w = self.worker(env)
+        self.assertEqual(enqueue(["sync", *ids], env).returncode, 0)
+        wl.wait_runs_done(self.redis, ids, 30, workers=[w])
+        with open(f"/proc/{w.proc.pid}/limits") as f:
+            core = next(line for line in f if line.startswith("Max core file size"))
+        self.assertEqual(core.split()[4:6], ["0", "0"], core)
+        found, scanned = found_in_memory(w.proc.pid, [f"secret-{cid}".encode() for cid in ids])
+        self.assertGreater(scanned, 1 << 20)
+        self.assertEqual(found, set(), "client passwords in the worker's memory")
 
     def test_values_that_cannot_be_opened_are_dead_lettered_and_never_sent(self):
         """Wrong key, tampered value, a value swapped from another client: each
