@@ -168,13 +168,25 @@ int api_parse_page(const char *body, size_t len, api_page *out, char *err, size_
     else if (!cJSON_IsBool(has_more))
         errbuf_set(err, errlen, "\"pagination.has_more\" is not a boolean");
     else if (take_items(data, out, err, errlen) == 0) {
+        const cJSON *total = cJSON_GetObjectItemCaseSensitive(pagination, "total");
         out->has_more = cJSON_IsTrue(has_more);
+        out->total = cJSON_IsNumber(total) && total->valuedouble >= 0 && total->valuedouble <= 9007199254740992.0 &&
+                             total->valuedouble == (double)(long long)total->valuedouble
+                         ? (long long)total->valuedouble : -1;
         rc = 0;
     }
     cJSON_Delete(root);
     if (rc < 0)
         api_page_clear(out);
     return rc;
+}
+
+int api_page_is_last(const api_page *p, unsigned page, unsigned limit)
+{
+    if (!p->has_more || p->n == 0 || (limit > 0 && p->n < limit))
+        return 1;
+    unsigned long long seen = (unsigned long long)(page > 0 ? page - 1 : 0) * limit + p->n;
+    return p->total >= 0 && seen >= (unsigned long long)p->total;
 }
 
 int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen, char *err, size_t errlen)

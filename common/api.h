@@ -49,6 +49,7 @@ typedef struct api_page {
     api_campaign *items;  /* owned array */
     size_t n;
     int has_more;
+    long long total;      /* pagination.total, or -1 when absent or not a count */
 } api_page;
 
 /* GET /api/campaigns answer. 0 and out filled (release with
@@ -57,6 +58,13 @@ typedef struct api_page {
  * with problem set so they can be counted and dead-lettered. */
 int api_parse_page(const char *body, size_t len, api_page *out, char *err, size_t errlen);
 void api_page_clear(api_page *p);
+
+/* Whether `page` (asked for with `limit` items) is the last one. The
+ * pagination fields of a real platform can disagree with each other and
+ * with the page size asked for (DESIGN.md §2): the tightest bound wins —
+ * has_more false, an empty page, a page shorter than limit, or
+ * pagination.total reached by the pages so far. Pure. */
+int api_page_is_last(const api_page *p, unsigned page, unsigned limit);
 
 /* POST /api/campaigns/{id}/sync answer with status 200. 0 and synced_at
  * copied (<= outlen); -1 with err (not JSON, success not true, no synced_at). */

@@ -588,7 +588,7 @@ static void record_page(held *h, unsigned page, api_page *items)
     ctx->h = h;
     ctx->page = page;
     ctx->items = *items;
-    ctx->last = !items->has_more || items->n == 0 || page >= w->cfg.max_pages;
+    ctx->last = api_page_is_last(items, page, h->client->page_size) || page >= w->cfg.max_pages;
     memset(items, 0, sizeof *items);
 
     progress_begin(pc, h);

@@ -179,9 +179,14 @@ class EnqueueTest(unittest.TestCase):
                              stderr=subprocess.PIPE)
         harness._children.append(p)
         # Blocked reading stdin once it has connected to Redis (a socket fd).
+        def link(fd):
+            try:
+                return os.readlink(f"/proc/{p.pid}/fd/{fd}")
+            except FileNotFoundError:   # closed between listdir and readlink
+                return ""
+
         def waiting():
-            fds = os.listdir(f"/proc/{p.pid}/fd")
-            return any("socket:" in os.readlink(f"/proc/{p.pid}/fd/{fd}") for fd in fds)
+            return any("socket:" in link(fd) for fd in os.listdir(f"/proc/{p.pid}/fd"))
         wait_until(waiting, 5, "enqueue to connect and wait on stdin")
         with open(f"/proc/{p.pid}/cmdline", "rb") as f:
             cmdline = f.read()

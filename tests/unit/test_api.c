@@ -77,6 +77,31 @@ static void page_bodies(void **state)
     }
 }
 
+/* DESIGN.md §2: pagination fields that disagree; the tightest bound wins. */
+static void last_page_takes_the_tightest_bound(void **state)
+{
+    (void)state;
+    api_page p;
+    char err[128];
+#define PAGE(items, more, total) \
+    "{\"data\":[" items "],\"pagination\":{\"page\":1,\"limit\":2,\"total\":" total ",\"has_more\":" more "}}"
+    struct { const char *body; unsigned page; int last; } cases[] = {
+        { PAGE("{\"id\":\"a\"},{\"id\":\"b\"}", "true", "10"), 1, 0 },    /* agreeing: more to come */
+        { PAGE("{\"id\":\"a\"},{\"id\":\"b\"}", "false", "10"), 1, 1 },   /* has_more says stop */
+        { PAGE("{\"id\":\"a\"}", "true", "10"), 1, 1 },                     /* a short page */
+        { PAGE("", "true", "10"), 1, 1 },                                      /* an empty page */
+        { PAGE("{\"id\":\"a\"},{\"id\":\"b\"}", "true", "4"), 2, 1 },     /* total reached */
+        { PAGE("{\"id\":\"a\"},{\"id\":\"b\"}", "true", "5"), 2, 0 },
+        { PAGE("{\"id\":\"a\"},{\"id\":\"b\"}", "true", "\"x\""), 3, 0 },  /* a total that is no count */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(api_parse_page(cases[i].body, strlen(cases[i].body), &p, err, sizeof err), 0);
+        assert_int_equal(api_page_is_last(&p, cases[i].page, 2), cases[i].last);
+        api_page_clear(&p);
+    }
+#undef PAGE
+}
+
 static void sync_bodies(void **state)
 {
     (void)state;
@@ -151,6 +176,7 @@ int main(void)
         cmocka_unit_test(page_bodies),    cmocka_unit_test(sync_bodies),
         cmocka_unit_test(urls_and_bodies), cmocka_unit_test(basic_auth),
         cmocka_unit_test(retry_after),    cmocka_unit_test(failure_text),
+        cmocka_unit_test(last_page_takes_the_tightest_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
