@@ -328,6 +328,22 @@ const struct option app_json_longopts[] = {
     { 0 },
 };
 
+int app_json_cmd(const app_cmd_spec *spec, int argc, char **argv, int (*run)(app *a, int json))
+{
+    int json = 0, first;
+    int rc = app_parse_opts(spec, argc, argv, app_flag_opt, &json, &first);
+    if (rc)
+        return rc == APP_HELP ? 0 : rc;
+    if (first < argc)
+        return app_usage_error(spec->usage, "unexpected argument '%s'", argv[first]);
+    app a;
+    if ((rc = app_open(&a)) != 0)
+        return rc;
+    rc = run(&a, json);
+    app_close(&a);
+    return rc;
+}
+
 int app_flag_opt(void *ud, int opt, const char *value)
 {
     (void)opt, (void)value;

@@ -316,18 +316,7 @@ static int list_print(app *a, int json)
 
 static int client_list(int argc, char **argv)
 {
-    int json = 0, first;
-    int rc = app_parse_opts(&list_spec, argc, argv, app_flag_opt, &json, &first);
-    if (rc)
-        return rc == APP_HELP ? 0 : rc;
-    if (first < argc)
-        return app_usage_error(list_spec.usage, "unexpected argument '%s'", argv[first]);
-    app a;
-    if ((rc = app_open(&a)) != 0)
-        return rc;
-    rc = list_print(&a, json);
-    app_close(&a);
-    return rc;
+    return app_json_cmd(&list_spec, argc, argv, list_print);
 }
 
 /* ---- client remove --------------------------------------------------------- */

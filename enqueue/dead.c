@@ -212,22 +212,17 @@ static const app_cmd_spec list_spec = {
     app_json_longopts, "",
 };
 
+static int dead_list_run(app *a, int json)
+{
+    dead_list l;
+    int rc = dead_list_read(a, &l) < 0 ? app_unavailable(a) : print_list(&l, json);
+    dead_list_free(&l);
+    return rc;
+}
+
 static int dead_list_cmd(int argc, char **argv)
 {
-    int json = 0, first;
-    int rc = app_parse_opts(&list_spec, argc, argv, app_flag_opt, &json, &first);
-    if (rc)
-        return rc == APP_HELP ? 0 : rc;
-    if (first < argc)
-        return app_usage_error(list_spec.usage, "unexpected argument '%s'", argv[first]);
-    app a;
-    if ((rc = app_open(&a)) != 0)
-        return rc;
-    dead_list l;
-    rc = dead_list_read(&a, &l) < 0 ? app_unavailable(&a) : print_list(&l, json);
-    dead_list_free(&l);
-    app_close(&a);
-    return rc;
+    return app_json_cmd(&list_spec, argc, argv, dead_list_run);
 }
 
 /* ---- dead retry ------------------------------------------------------------- */

@@ -185,22 +185,17 @@ static int print_status(app *a, const secrets_state *st, int json)
     return app_print_json(root) < 0 ? EX_UNAVAILABLE : 0;
 }
 
+static int secrets_status_run(app *a, int json)
+{
+    secrets_state st;
+    int rc = state_read(a, &st) < 0 ? app_unavailable(a) : print_status(a, &st, json);
+    state_free(&st);
+    return rc;
+}
+
 static int secrets_status_cmd(int argc, char **argv)
 {
-    int json = 0, first;
-    int rc = app_parse_opts(&status_spec, argc, argv, app_flag_opt, &json, &first);
-    if (rc)
-        return rc == APP_HELP ? 0 : rc;
-    if (first < argc)
-        return app_usage_error(status_spec.usage, "unexpected argument '%s'", argv[first]);
-    app a;
-    if ((rc = app_open(&a)) != 0)
-        return rc;
-    secrets_state st;
-    rc = state_read(&a, &st) < 0 ? app_unavailable(&a) : print_status(&a, &st, json);
-    state_free(&st);
-    app_close(&a);
-    return rc;
+    return app_json_cmd(&status_spec, argc, argv, secrets_status_run);
 }
 
 /* ---- rotate and migrate ---------------------------------------------------------- */

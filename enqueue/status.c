@@ -370,28 +370,23 @@ cJSON *status_snapshot(app *a)
     return root;
 }
 
+static int status_run(app *a, int json)
+{
+    if (json) {
+        cJSON *root = status_snapshot(a);
+        return root == NULL ? app_unavailable(a) : app_print_json(root) < 0 ? EX_UNAVAILABLE : 0;
+    }
+    status st = { .a = a, .now_ms = clock_wall_ms() };
+    int rc = 0;
+    if (fetch_all(&st) < 0)
+        rc = app_unavailable(a);
+    else
+        print_text(&st);
+    status_free(&st);
+    return rc;
+}
+
 int cli_status(int argc, char **argv)
 {
-    int json = 0, first;
-    int rc = app_parse_opts(&status_spec, argc, argv, app_flag_opt, &json, &first);
-    if (rc)
-        return rc == APP_HELP ? 0 : rc;
-    if (first < argc)
-        return app_usage_error(status_spec.usage, "unexpected argument '%s'", argv[first]);
-    app a;
-    if ((rc = app_open(&a)) != 0)
-        return rc;
-    if (json) {
-        cJSON *root = status_snapshot(&a);
-        rc = root == NULL ? app_unavailable(&a) : app_print_json(root) < 0 ? EX_UNAVAILABLE : 0;
-    } else {
-        status st = { .a = &a, .now_ms = clock_wall_ms() };
-        if (fetch_all(&st) < 0)
-            rc = app_unavailable(&a);
-        else
-            print_text(&st);
-        status_free(&st);
-    }
-    app_close(&a);
-    return rc;
+    return app_json_cmd(&status_spec, argc, argv, status_run);
 }

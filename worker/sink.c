@@ -549,6 +549,12 @@ int sink_busy(const worker *w)
     return s && !s->closed && (s->claiming || s->acking || (s->b && pg_is_connected(s->pg)));
 }
 
+void sink_touch(worker *w)
+{
+    if (w->sink)
+        w->sink->idle_clean = 0;   /* idle again only after a claim finds the outbox empty */
+}
+
 int sink_idle(const worker *w)
 {
     const sink *s = w->sink;

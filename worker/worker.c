@@ -288,7 +288,11 @@ static void on_drain_check(rds *r, redisReply *reply, void *privdata)
     worker *w = privdata;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || w->stopping)
         return;
-    if (reply->element[0]->integer == 0 && reply->element[1]->integer == 0 && w->njobs == 0) {
+    /* Our own side is checked again: during the round trip a job may have
+     * arrived, or the sink may have claimed a batch (another worker's
+     * results) that a stop would hand back to the outbox unwritten. */
+    if (reply->element[0]->integer == 0 && reply->element[1]->integer == 0 && w->njobs == 0 &&
+        st_backlog(w->store) == 0 && sink_idle(w)) {
         log_info("drained: no jobs left, stopping");
         w->stopping = 1;
         stop_step(w);
@@ -391,6 +395,7 @@ static void on_popped(rds *r, redisReply *reply, void *privdata)
     worker *w = privdata;
     w->pops_pending--;
     if (reply && reply->type == REDIS_REPLY_STRING && !w->stopping) {
+        sink_touch(w);
         char *elem = malloc(reply->len + 1);
         if (elem) {
             memcpy(elem, reply->str, reply->len);

@@ -151,6 +151,9 @@ int sink_busy(const worker *w);
 /* --drain: nothing of ours is left to deliver, or PostgreSQL is unusable
  * (then what is left stays in the outbox for later). */
 int sink_idle(const worker *w);
+/* A job was popped: its results may reach the outbox, so the sink is not
+ * idle until a later claim finds the outbox empty. NULL sink is a no-op. */
+void sink_touch(worker *w);
 /* Drops the connection; an unacknowledged batch stays in the claim list.
  * NULL sink is a no-op. */
 void sink_free(worker *w);

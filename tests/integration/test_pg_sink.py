@@ -67,7 +67,11 @@ class PgSinkTest(wl.SystemTest):
 
     def outbox_empty(self):
         claims = self.redis.cmd("KEYS", "adsync:outbox:*")
-        return self.redis.cmd("LLEN", "adsync:outbox") == 0 and not claims
+        ok = self.redis.cmd("LLEN", "adsync:outbox") == 0 and not claims
+        if not ok:
+            print("OUTBOX", self.redis.cmd("LLEN", "adsync:outbox"), claims,
+                  [self.redis.cmd("LLEN", c) for c in claims], file=sys.stderr)
+        return ok
 
     def assert_rows_equal_redis(self, ids):
         """Every stored campaign has its row, every row its campaign, equal."""
