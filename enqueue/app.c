@@ -328,10 +328,10 @@ const struct option app_json_longopts[] = {
     { 0 },
 };
 
-int app_json_cmd(const app_cmd_spec *spec, int argc, char **argv, int (*run)(app *a, int json))
+int app_simple_cmd(const app_cmd_spec *spec, int argc, char **argv, int (*run)(app *a, int flag))
 {
-    int json = 0, first;
-    int rc = app_parse_opts(spec, argc, argv, app_flag_opt, &json, &first);
+    int flag = 0, first;
+    int rc = app_parse_opts(spec, argc, argv, app_flag_opt, &flag, &first);
     if (rc)
         return rc == APP_HELP ? 0 : rc;
     if (first < argc)
@@ -339,7 +339,7 @@ int app_json_cmd(const app_cmd_spec *spec, int argc, char **argv, int (*run)(app
     app a;
     if ((rc = app_open(&a)) != 0)
         return rc;
-    rc = run(&a, json);
+    rc = run(&a, flag);
     app_close(&a);
     return rc;
 }

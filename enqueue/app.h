@@ -111,10 +111,10 @@ typedef struct app_cmd_spec {
 int app_parse_opts(const app_cmd_spec *spec, int argc, char **argv, app_opt_fn on_opt, void *ud,
                    int *first_arg);
 
-/* Runs a command whose only option is --json and that takes no operand:
- * parses argv (answering --help), connects, calls run(a, json), closes.
- * Returns the exit code. */
-int app_json_cmd(const app_cmd_spec *spec, int argc, char **argv, int (*run)(app *a, int json));
+/* Runs a command that takes no operand and at most one flag (--json for
+ * most, none for some): parses argv (answering --help), connects, calls
+ * run(a, flag given), closes. Returns the exit code. */
+int app_simple_cmd(const app_cmd_spec *spec, int argc, char **argv, int (*run)(app *a, int flag));
 
 /* A command group ("client", "dead", or the program itself): argv[1]
  * names the subcommand, which runs with argv shifted by one. Missing or

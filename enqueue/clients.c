@@ -316,7 +316,7 @@ static int list_print(app *a, int json)
 
 static int client_list(int argc, char **argv)
 {
-    return app_json_cmd(&list_spec, argc, argv, list_print);
+    return app_simple_cmd(&list_spec, argc, argv, list_print);
 }
 
 /* ---- client remove --------------------------------------------------------- */

@@ -222,7 +222,7 @@ static int dead_list_run(app *a, int json)
 
 static int dead_list_cmd(int argc, char **argv)
 {
-    return app_json_cmd(&list_spec, argc, argv, dead_list_run);
+    return app_simple_cmd(&list_spec, argc, argv, dead_list_run);
 }
 
 /* ---- dead retry ------------------------------------------------------------- */

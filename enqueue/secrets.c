@@ -195,7 +195,7 @@ static int secrets_status_run(app *a, int json)
 
 static int secrets_status_cmd(int argc, char **argv)
 {
-    return app_json_cmd(&status_spec, argc, argv, secrets_status_run);
+    return app_simple_cmd(&status_spec, argc, argv, secrets_status_run);
 }
 
 /* ---- rotate and migrate ---------------------------------------------------------- */
@@ -319,29 +319,26 @@ static const app_cmd_spec migrate_spec = {
     NULL, "",
 };
 
-static int run_reseal(const app_cmd_spec *spec, reseal_mode mode, const char *name, int argc, char **argv)
+static int secrets_rotate_run(app *a, int unused)
 {
-    int unused = 0, first;
-    int rc = app_parse_opts(spec, argc, argv, app_flag_opt, &unused, &first);
-    if (rc)
-        return rc == APP_HELP ? 0 : rc;
-    if (first < argc)
-        return app_usage_error(spec->usage, "unexpected argument '%s'", argv[first]);
-    app a;
-    if ((rc = app_open(&a)) == 0)
-        rc = reseal(&a, mode, name);
-    app_close(&a);
-    return rc;
+    (void)unused;
+    return reseal(a, RESEAL_OLD_KEYS, "rotate");
+}
+
+static int secrets_migrate_run(app *a, int unused)
+{
+    (void)unused;
+    return reseal(a, RESEAL_PLAIN, "migrate");
 }
 
 static int secrets_rotate_cmd(int argc, char **argv)
 {
-    return run_reseal(&rotate_spec, RESEAL_OLD_KEYS, "rotate", argc, argv);
+    return app_simple_cmd(&rotate_spec, argc, argv, secrets_rotate_run);
 }
 
 static int secrets_migrate_cmd(int argc, char **argv)
 {
-    return run_reseal(&migrate_spec, RESEAL_PLAIN, "migrate", argc, argv);
+    return app_simple_cmd(&migrate_spec, argc, argv, secrets_migrate_run);
 }
 
 /* ---- keygen ------------------------------------------------------------------------ */

@@ -388,5 +388,5 @@ static int status_run(app *a, int json)
 
 int cli_status(int argc, char **argv)
 {
-    return app_json_cmd(&status_spec, argc, argv, status_run);
+    return app_simple_cmd(&status_spec, argc, argv, status_run);
 }
