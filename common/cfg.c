@@ -363,6 +363,8 @@ static const struct numeric_setting numeric_settings[] = {
     U("ADSYNC_SHUTDOWN_GRACE_MS", 25000, 0, 3600000, shutdown_grace_ms),
     U("ADSYNC_RATE_LIMIT", 10, 0, 1000000, rate_limit),
     U("ADSYNC_RATE_WINDOW_MS", 60000, 10, 86400000, rate_window_ms),
+    U("ADSYNC_RETENTION_MS", 604800000, 1000, 31536000000ull, retention_ms),
+    U("ADSYNC_DEAD_MAX", 10000, 1, 100000000, dead_max),
     U("ADSYNC_ALLOW_PLAINTEXT_CREDENTIALS", 0, 0, 1, allow_plaintext_credentials),
     U("ADSYNC_PG_BATCH_ROWS", 500, 1, PGROW_MAX_ROWS, pg_batch_rows),
     U("ADSYNC_PG_BATCH_MS", 50, 1, 60000, pg_batch_ms),

@@ -65,6 +65,8 @@ typedef struct cfg {
     unsigned rate_limit;           /* requests per rate window (ADSYNC_RATE_LIMIT) */
     unsigned allow_plaintext_credentials;   /* 1: a sealing key does not refuse plain text */
     uint64_t rate_window_ms;
+    uint64_t retention_ms;         /* an ended run's keys are kept this long (ADSYNC_RETENTION_MS) */
+    unsigned dead_max;             /* dead letters kept, newest first (ADSYNC_DEAD_MAX) */
     log_level log_level;
     log_format log_format;
     int metrics_enabled;

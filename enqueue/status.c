@@ -1,7 +1,7 @@
 /* status: "adsync-enqueue status [--json]": queue depths, workers and each
  * client's last run, read in three pipelined round trips:
- *   1. LLEN jobs, ZCARD retry, ZCOUNT retry -inf now, LLEN dead, LLEN outbox,
- *      SMEMBERS workers, SMEMBERS clients;
+ *   1. LLEN jobs, ZCARD retry, ZCOUNT retry -inf now, LLEN dead, HGET stats
+ *      dead_trimmed, LLEN outbox, SMEMBERS workers, SMEMBERS clients;
  *   2. per worker LLEN processing, GET and PTTL of its heartbeat; per client
  *      GET last_run;
  *   3. per client that has a last run, HMGET of the run hash.
@@ -17,15 +17,17 @@
 
 /* ---- what is read ---------------------------------------------------------- */
 
-enum { Q_JOBS, Q_RETRY, Q_RETRY_DUE, Q_DEAD, Q_OUTBOX, Q_WORKERS, Q_CLIENTS, Q_COUNT };
+enum { Q_JOBS, Q_RETRY, Q_RETRY_DUE, Q_DEAD, Q_DEAD_TRIMMED, Q_OUTBOX, Q_WORKERS, Q_CLIENTS, Q_COUNT };
 
 static const keys_global global_keys[Q_COUNT] = {
     [Q_JOBS] = KEYS_JOBS,     [Q_RETRY] = KEYS_RETRY,   [Q_RETRY_DUE] = KEYS_RETRY,
-    [Q_DEAD] = KEYS_DEAD,     [Q_OUTBOX] = KEYS_OUTBOX, [Q_WORKERS] = KEYS_WORKERS,
+    [Q_DEAD] = KEYS_DEAD,     [Q_DEAD_TRIMMED] = KEYS_STATS,
+    [Q_OUTBOX] = KEYS_OUTBOX, [Q_WORKERS] = KEYS_WORKERS,
     [Q_CLIENTS] = KEYS_CLIENTS,
 };
 static const char *const global_cmds[Q_COUNT] = {
     [Q_JOBS] = "LLEN",   [Q_RETRY] = "ZCARD",      [Q_RETRY_DUE] = "ZCOUNT", [Q_DEAD] = "LLEN",
+    [Q_DEAD_TRIMMED] = "HGET",
     [Q_OUTBOX] = "LLEN", [Q_WORKERS] = "SMEMBERS", [Q_CLIENTS] = "SMEMBERS",
 };
 
@@ -74,6 +76,7 @@ static int fetch_globals(status *st)
     }
     rdsync_cmd_add(&cmds[Q_RETRY_DUE], "-inf");
     rdsync_cmd_addll(&cmds[Q_RETRY_DUE], (long long)st->now_ms);
+    rdsync_cmd_add(&cmds[Q_DEAD_TRIMMED], "dead_trimmed");
     return app_run_all(st->a, cmds, Q_COUNT, st->global);
 }
 
@@ -280,7 +283,10 @@ static void print_text(const status *st)
     printf("queues\n");
     printf("  %-24s %lld\n", "jobs", q(st, Q_JOBS));
     printf("  %-24s %lld (%lld due)\n", "retry", q(st, Q_RETRY), q(st, Q_RETRY_DUE));
-    printf("  %-24s %lld\n", "dead", q(st, Q_DEAD));
+    if (q(st, Q_DEAD_TRIMMED) > 0)
+        printf("  %-24s %lld (%lld older ones trimmed)\n", "dead", q(st, Q_DEAD), q(st, Q_DEAD_TRIMMED));
+    else
+        printf("  %-24s %lld\n", "dead", q(st, Q_DEAD));
     printf("  %-24s %lld\n", "outbox", q(st, Q_OUTBOX));
     printf("workers (%zu registered, %zu alive)\n", st->nworkers, alive_workers(st));
     for (size_t i = 0; i < st->nworkers; i++)
@@ -338,6 +344,7 @@ static cJSON *status_json(status *st)
     cJSON_AddNumberToObject(root, "retry", (double)q(st, Q_RETRY));
     cJSON_AddNumberToObject(root, "retry_due", (double)q(st, Q_RETRY_DUE));
     cJSON_AddNumberToObject(root, "dead", (double)q(st, Q_DEAD));
+    cJSON_AddNumberToObject(root, "dead_trimmed", (double)q(st, Q_DEAD_TRIMMED));
     cJSON_AddNumberToObject(root, "outbox", (double)q(st, Q_OUTBOX));
     cJSON_AddNumberToObject(root, "workers_alive", (double)alive_workers(st));
     cJSON *workers = cJSON_AddArrayToObject(root, "workers");
@@ -357,7 +364,7 @@ static const app_cmd_spec status_spec = {
     "registered worker (alive with its last heartbeat, or \"missing heartbeat\",\n"
     "and how many jobs it holds) and each client's last run (state, listed,\n"
     "synced, retrying, dead, age since it was queued).\n"
-    "  --json    one JSON object: {\"jobs\",\"retry\",\"retry_due\",\"dead\",\"outbox\",\n"
+    "  --json    one JSON object: {\"jobs\",\"retry\",\"retry_due\",\"dead\",\"dead_trimmed\",\"outbox\",\n"
     "            \"workers_alive\",\"workers\":[...],\"clients\":[{\"id\",\"last_run\"}]}\n",
     app_json_longopts, "",
 };

@@ -53,7 +53,7 @@ typedef struct enqueue_state {
     const char *force;             /* "1" or "0" */
     char clients[KEYS_MAX_LEN], jobs[KEYS_MAX_LEN];
     char active[KEYS_MAX_LEN], run_key[KEYS_MAX_LEN], last_run[KEYS_MAX_LEN];
-    char ttl_ms[24];
+    char ttl_ms[24], retention_ms[24];
 } enqueue_state;
 
 /* Run ids are "<ms since epoch>-<16 hex>": unique, sortable by creation
@@ -97,6 +97,7 @@ static void enqueue_build(void *ud, size_t i, rdsync_cmd *cmd)
     rdsync_cmd_add(cmd, t->now_ms);
     rdsync_cmd_add(cmd, st->ttl_ms);
     rdsync_cmd_add(cmd, st->force);
+    rdsync_cmd_add(cmd, st->retention_ms);
 }
 
 static void enqueue_take(void *ud, size_t i, const redisReply *r)
@@ -145,6 +146,7 @@ static int enqueue_all(app *a, sync_target *targets, size_t n, int force)
     keys_global_key(&a->keys, KEYS_CLIENTS, st.clients, sizeof st.clients);
     keys_global_key(&a->keys, KEYS_JOBS, st.jobs, sizeof st.jobs);
     snprintf(st.ttl_ms, sizeof st.ttl_ms, "%lld", APP_ACTIVE_RUN_TTL_MS);
+    snprintf(st.retention_ms, sizeof st.retention_ms, "%llu", (unsigned long long)a->cfg.retention_ms);
     st.todo = malloc((n ? n : 1) * sizeof *st.todo);
     if (st.todo == NULL) {
         snprintf(a->err, sizeof a->err, "out of memory");

@@ -21,7 +21,7 @@
 #include "scripts.h"
 #include "worker.h"
 
-#define MAX_ARGS 48   /* 10 keys + every name/value pair progress.lua knows */
+#define MAX_ARGS 56   /* 11 keys + every name/value pair progress.lua knows */
 
 static void release(held *h);
 static void maybe_finish(held *h);
@@ -29,9 +29,10 @@ static void maybe_list_more(held *h);
 
 /* ---- keys and arguments for progress.lua -------------------------------- */
 
-/* The ten keys progress.lua declares, in its order. */
+/* The keys progress.lua declares, in its order. */
+#define PROGRESS_KEYS 11
 typedef struct progress_keys {
-    char k[10][KEYS_MAX_LEN];
+    char k[PROGRESS_KEYS][KEYS_MAX_LEN];
 } progress_keys;
 
 static void progress_keys_for(worker *w, const job *j, progress_keys *pk)
@@ -46,6 +47,7 @@ static void progress_keys_for(worker *w, const job *j, progress_keys *pk)
     keys_global_key(&w->keys, KEYS_DELIVERIES, pk->k[7], KEYS_MAX_LEN);
     keys_client_key(&w->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->k[8], KEYS_MAX_LEN);
     keys_global_key(&w->keys, KEYS_OUTBOX, pk->k[9], KEYS_MAX_LEN);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_LAST_RUN, pk->k[10], KEYS_MAX_LEN);
 }
 
 /* A progress.lua call being assembled: keys, then name/value pairs. */
@@ -83,11 +85,13 @@ static void progress_begin(progress_call *pc, held *h)
     worker *w = h->w;
     memset(pc, 0, sizeof *pc);
     progress_keys_for(w, &h->job, &pc->keys);
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < PROGRESS_KEYS; i++)
         arg(pc, pc->keys.k[i], strlen(pc->keys.k[i]));
     snprintf(pc->now, sizeof pc->now, "%llu", (unsigned long long)clock_wall_ms());
     pair(pc, "now", pc->now);
     pair(pc, "run", h->job.run);
+    pair(pc, "retention", w->retention);
+    pair(pc, "dead_cap", w->dead_max);
     if (h->job.type == JOB_CLIENT) {
         snprintf(pc->cursor, sizeof pc->cursor, "%u", cursor_of(h));
         pair(pc, "cursor", pc->cursor);
@@ -108,7 +112,7 @@ static void progress_ends_job(progress_call *pc, held *h)
 
 static int progress_send(progress_call *pc, held *h, st_done_fn *done, void *ud)
 {
-    return st_script(h->w->store, SCRIPT_PROGRESS, 10, pc->argc, pc->argv, pc->lens, done, ud);
+    return st_script(h->w->store, SCRIPT_PROGRESS, PROGRESS_KEYS, pc->argc, pc->argv, pc->lens, done, ud);
 }
 
 /* ---- outcomes of one campaign ---------------------------------------------- */
@@ -251,9 +255,9 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
 #define SYNCED_BATCH_MAX 128         /* a job with this many waiting sends at once */
 #define SYNCED_CALL_JOBS 32
 #define SYNCED_CALL_CAMPAIGNS 256
-#define SYNCED_KEYS_PER_JOB 4
+#define SYNCED_KEYS_PER_JOB 5
 #define SYNCED_MAX_KEYS (2 + SYNCED_KEYS_PER_JOB * SYNCED_CALL_JOBS)
-#define SYNCED_MAX_ARGS (SYNCED_MAX_KEYS + 2 + 4 * SYNCED_CALL_JOBS + 2 * SYNCED_CALL_CAMPAIGNS)
+#define SYNCED_MAX_ARGS (SYNCED_MAX_KEYS + 3 + 4 * SYNCED_CALL_JOBS + 2 * SYNCED_CALL_CAMPAIGNS)
 
 /* One synced.lua call on its way: whose outcomes it carries. Listed in the
  * worker until Redis confirms it, so that a teardown with the write never
@@ -330,6 +334,7 @@ static void call_send(worker *w, batch_call *call)
     snprintf(runs, sizeof runs, "%zu", call->njobs);
     argv[argc++] = now;
     argv[argc++] = runs;
+    argv[argc++] = w->retention;
     for (size_t j = 0; j < call->njobs; j++) {
         held *h = call->job[j].h;
         char (*k)[KEYS_MAX_LEN] = key + 2 + SYNCED_KEYS_PER_JOB * j;
@@ -337,6 +342,7 @@ static void call_send(worker *w, batch_call *call)
         keys_run_items_key(&w->keys, h->job.run, k[1], KEYS_MAX_LEN);
         keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_CAMPAIGNS, k[2], KEYS_MAX_LEN);
         keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, k[3], KEYS_MAX_LEN);
+        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_LAST_RUN, k[4], KEYS_MAX_LEN);
         snprintf(nums[j][0], sizeof nums[j][0], "%u", cursor_of(h));
         snprintf(nums[j][1], sizeof nums[j][1], "%zu", h->nbatch);
         argv[argc++] = h->job.run;
@@ -603,7 +609,7 @@ static void record_page(held *h, unsigned page, api_page *items)
         argv[argc] = ctx->items.items[i].id;
         lens[argc++] = ctx->items.items[i].id_len;
     }
-    if (st_script(w->store, SCRIPT_PROGRESS, 10, argc, argv, lens, on_page_recorded, ctx) < 0) {
+    if (st_script(w->store, SCRIPT_PROGRESS, PROGRESS_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
         api_page_clear(&ctx->items);
         free(ctx);
         h->aborted = 1;
@@ -793,6 +799,7 @@ static void bury(held *h, const char *dead_letter, const char *reason)
     worker *w = h->w;
     char dead[KEYS_MAX_LEN], deliveries[KEYS_MAX_LEN], stats[KEYS_MAX_LEN];
     char run[KEYS_MAX_LEN] = "", active[KEYS_MAX_LEN] = "", now[24];
+    char items[KEYS_MAX_LEN] = "", last_run[KEYS_MAX_LEN] = "";
     keys_global_key(&w->keys, KEYS_DEAD, dead, sizeof dead);
     keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
     keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
@@ -800,21 +807,26 @@ static void bury(held *h, const char *dead_letter, const char *reason)
     if (has_run) {
         keys_run_key(&w->keys, h->job.run, run, sizeof run);
         keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, active, sizeof active);
+        keys_run_items_key(&w->keys, h->job.run, items, sizeof items);
+        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_LAST_RUN, last_run, sizeof last_run);
     } else {   /* the script only touches these when given a run id */
         snprintf(run, sizeof run, "%s", stats);
         snprintf(active, sizeof active, "%s", stats);
+        snprintf(items, sizeof items, "%s", stats);
+        snprintf(last_run, sizeof last_run, "%s", stats);
     }
     snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
-    const char *argv[] = { w->processing_key, dead, deliveries, stats, run, active,
-                           h->elem, dead_letter, h->job.id, h->job.run, reason, now };
-    size_t lens[12];
-    for (int i = 0; i < 12; i++)
+    const char *argv[] = { w->processing_key, dead, deliveries, stats, run, active, items, last_run,
+                           h->elem, dead_letter, h->job.id, h->job.run, reason, now,
+                           w->retention, w->dead_max };
+    size_t lens[16];
+    for (int i = 0; i < 16; i++)
         lens[i] = strlen(argv[i]);
-    lens[6] = h->elem_len;
+    lens[8] = h->elem_len;
     log_warn("job dead", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_STR("job", h->job.id), LOG_STR("error", reason));
     h->finishing = 1;
-    if (st_script(w->store, SCRIPT_BURY, 6, 12, argv, lens, on_buried, h) < 0)
+    if (st_script(w->store, SCRIPT_BURY, 8, 16, argv, lens, on_buried, h) < 0)
         h->aborted = 1;
 }
 

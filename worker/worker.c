@@ -690,6 +690,8 @@ int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, 
     make_id(w, id);
     keys_processing_key(&w->keys, w->id, w->processing_key, sizeof w->processing_key);
     keys_worker_key(&w->keys, w->id, w->heartbeat_key, sizeof w->heartbeat_key);
+    snprintf(w->retention, sizeof w->retention, "%llu", (unsigned long long)c->retention_ms);
+    snprintf(w->dead_max, sizeof w->dead_max, "%u", c->dead_max);
 
     uv_timer_t *timers[] = { &w->heartbeat_timer, &w->reaper_timer, &w->promote_timer,
                              &w->housekeeping_timer, &w->grace_timer };

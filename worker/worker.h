@@ -117,6 +117,7 @@ struct worker {
     uint64_t rate_seq;       /* unique suffix for rate-limit log members */
     char processing_key[KEYS_MAX_LEN];
     char heartbeat_key[KEYS_MAX_LEN];
+    char retention[24], dead_max[16];   /* cfg.retention_ms, cfg.dead_max as script arguments */
 };
 
 /* ---- worker.c ------------------------------------------------------------ */

@@ -24,6 +24,9 @@ end
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[6])
 if redis.call('EXISTS', KEYS[3]) == 1 then
+  -- The run is open again: it no longer ages out (lib/retention.lua).
+  redis.call('PERSIST', KEYS[3])
+  redis.call('PERSIST', KEYS[6])
   if ARGV[3] == 'campaign' then
     -- Only a campaign the run counts as dead moves back, so the counters
     -- stay listed == synced + dead + (retrying ones) whatever happened.

@@ -8,10 +8,11 @@
 -- KEYS[1] run hash        KEYS[2] run items hash    KEYS[3] client campaigns hash
 -- KEYS[4] stats hash      KEYS[5] retry zset        KEYS[6] dead list
 -- KEYS[7] processing list KEYS[8] deliveries hash   KEYS[9] client active_run
--- KEYS[10] outbox list
+-- KEYS[10] outbox list    KEYS[11] client last_run
 -- ARGV: name/value pairs, optionally followed by "ids" and the campaign ids
 -- of a listed page:
 --   now, run          wall-clock ms; run id
+--   retention, dead_cap  ms an ended run is kept; dead letters kept
 --   cursor            page to resume from (raised, never lowered)
 --   listing_done      "1": the last page has been seen
 --   campaign, outcome one campaign's result: synced | retry | dead
@@ -23,6 +24,8 @@
 --   outbox, client    "1" and the client id: append each stored campaign to the
 --                     outbox as {"client":…,"campaign":<stored>} (PostgreSQL sink)
 -- Returns {run state, positions (1-based) of page ids that still need a sync...}.
+
+-- @include lib/retention.lua
 
 local a, ids = {}, {}
 local i = 1
@@ -108,7 +111,7 @@ elseif a.outcome == 'retry' and held then
   end
 elseif a.outcome == 'dead' and held then
   if transition(a.campaign, 'dead') then
-    redis.call('LPUSH', KEYS[6], a.job)
+    push_dead(KEYS[6], KEYS[4], a.job, a.dead_cap)
     redis.call('HINCRBY', KEYS[4], 'campaigns_dead', 1)
   end
 end
@@ -124,7 +127,7 @@ if state == 'running' and redis.call('HGET', run, 'listing_done') == '1' then
   if tonumber(c[1] or '0') == tonumber(c[2] or '0') + tonumber(c[3] or '0') then
     state = 'done'
     redis.call('HSET', run, 'state', state, 'finished_at', a.now)
-    redis.call('PEXPIRE', items, 604800000)
+    retain_ended_run(run, items, KEYS[11], a.run, a.now, a.retention)
     if redis.call('GET', KEYS[9]) == a.run then redis.call('DEL', KEYS[9]) end
     redis.call('HINCRBY', KEYS[4], 'runs_done', 1)
   end

@@ -9,16 +9,19 @@
 -- one HINCRBY per counter that moved.
 --
 -- KEYS[1] stats hash   KEYS[2] outbox list
--- then per run: run hash, run items hash, client campaigns hash, client active_run
--- ARGV[1] now (ms)   ARGV[2] number of runs
+-- then per run: run hash, run items hash, client campaigns hash, client active_run,
+-- client last_run
+-- ARGV[1] now (ms)   ARGV[2] number of runs   ARGV[3] retention of ended runs (ms)
 -- then per run: run id, cursor (page to resume from), client id or "" (no
 -- PostgreSQL sink, no outbox), n, then n times: campaign id, stored JSON
 -- Returns each run's state after the call, in order.
 
-local now, runs = ARGV[1], tonumber(ARGV[2])
-local a, states, total = 3, {}, 0
+-- @include lib/retention.lua
 
-local function record(run, items, campaigns, active, run_id, cursor, client, first, n)
+local now, runs, retention = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local a, states, total = 4, {}, 0
+
+local function record(run, items, campaigns, active, last_run, run_id, cursor, client, first, n)
   local last = first + 2 * n - 1
   local ids, outbox, seen = {}, {}, {}
   for i = first, last, 2 do
@@ -66,7 +69,7 @@ local function record(run, items, campaigns, active, run_id, cursor, client, fir
     if tonumber(c[1] or '0') == synced + tonumber(c[2] or '0') then
       state = 'done'
       redis.call('HSET', run, 'state', state, 'finished_at', now)
-      redis.call('PEXPIRE', items, 604800000)
+      retain_ended_run(run, items, last_run, run_id, now, retention)
       if redis.call('GET', active) == run_id then redis.call('DEL', active) end
       redis.call('HINCRBY', KEYS[1], 'runs_done', 1)
     end
@@ -75,8 +78,8 @@ local function record(run, items, campaigns, active, run_id, cursor, client, fir
 end
 
 for g = 0, runs - 1 do
-  local k, n = 3 + 4 * g, tonumber(ARGV[a + 3])
-  states[#states + 1] = record(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3],
+  local k, n = 3 + 5 * g, tonumber(ARGV[a + 3])
+  states[#states + 1] = record(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
                                ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], a + 4, n)
   a = a + 4 + 2 * n
 end
