@@ -9,6 +9,7 @@
 
 #include "errbuf.h"
 #include "job.h"
+#include "jscan.h"
 
 api_verdict api_classify(http_error error, long status)
 {
@@ -122,63 +123,89 @@ void api_page_clear(api_page *p)
     memset(p, 0, sizeof *p);
 }
 
-static int take_campaign(const cJSON *item, api_campaign *c, char *err, size_t errlen)
+/* One item of "data": its id from a parse of the item alone, its text as
+ * the platform wrote it. */
+static int take_campaign(jscan_span item, api_campaign *c, char *err, size_t errlen)
 {
-    const cJSON *id = cJSON_IsObject(item) ? cJSON_GetObjectItemCaseSensitive(item, "id") : NULL;
-    if (!cJSON_IsString(id))
-        return errbuf_set(err, errlen, "a campaign has no string id");
-    c->id_len = strlen(id->valuestring);
-    c->id = strdup(id->valuestring);
-    c->json = cJSON_PrintUnformatted(item);
-    if (c->id == NULL || c->json == NULL)
-        return errbuf_set(err, errlen, "out of memory");
-    c->problem = job_campaign_id_problem(c->id, c->id_len);
-    return 0;
+    cJSON *obj = cJSON_ParseWithLength(item.p, item.len);
+    const cJSON *id = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
+    int rc = -1;
+    if (obj == NULL)
+        errbuf_set(err, errlen, "out of memory");   /* jscan validated it */
+    else if (!cJSON_IsString(id))
+        errbuf_set(err, errlen, "a campaign has no string id");
+    else if ((c->id = strdup(id->valuestring)) == NULL || (c->json = strndup(item.p, item.len)) == NULL)
+        errbuf_set(err, errlen, "out of memory");
+    else {
+        c->id_len = strlen(c->id);
+        c->problem = job_campaign_id_problem(c->id, c->id_len);
+        rc = 0;
+    }
+    cJSON_Delete(obj);
+    return rc;
 }
 
-static int take_items(const cJSON *data, api_page *out, char *err, size_t errlen)
+/* Counts the items first, so a page of half a million tiny items is refused
+ * before anything is allocated for it. */
+static int take_items(jscan_span data, size_t max_items, api_page *out, char *err, size_t errlen)
 {
-    int n = cJSON_GetArraySize(data);
+    jscan_iter it;
+    jscan_span item;
+    size_t n = 0;
+    if (jscan_array(&it, data) < 0)
+        return errbuf_set(err, errlen, "\"data\" is not an array");
+    for (jscan_iter count = it; jscan_next(&count, &item);)
+        if (++n > max_items)
+            return errbuf_set(err, errlen, "page has more than %zu items", max_items);
     if (n == 0)
         return 0;
-    out->items = calloc((size_t)n, sizeof *out->items);
-    if (out->items == NULL)
+    if ((out->items = calloc(n, sizeof *out->items)) == NULL)
         return errbuf_set(err, errlen, "out of memory");
-    const cJSON *item;
-    cJSON_ArrayForEach(item, data) {
+    while (jscan_next(&it, &item))
         if (take_campaign(item, &out->items[out->n++], err, errlen) < 0)
             return -1;
-    }
     return 0;
 }
 
-int api_parse_page(const char *body, size_t len, api_page *out, char *err, size_t errlen)
+/* pagination.has_more (required) and pagination.total (a count, or -1). */
+static int take_pagination(const jscan_span *pagination, api_page *out, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    cJSON *root = parse_object(body, len, err, errlen);
-    if (root == NULL)
-        return -1;
+    cJSON *obj = pagination ? cJSON_ParseWithLength(pagination->p, pagination->len) : NULL;
+    const cJSON *has_more = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "has_more") : NULL;
+    const cJSON *total = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "total") : NULL;
     int rc = -1;
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-    const cJSON *pagination = cJSON_GetObjectItemCaseSensitive(root, "pagination");
-    const cJSON *has_more = cJSON_IsObject(pagination)
-                                ? cJSON_GetObjectItemCaseSensitive(pagination, "has_more") : NULL;
-    if (!cJSON_IsArray(data))
-        errbuf_set(err, errlen, "\"data\" is not an array");
-    else if (!cJSON_IsBool(has_more))
+    if (!cJSON_IsBool(has_more))
         errbuf_set(err, errlen, "\"pagination.has_more\" is not a boolean");
-    else if (take_items(data, out, err, errlen) == 0) {
-        const cJSON *total = cJSON_GetObjectItemCaseSensitive(pagination, "total");
+    else {
         out->has_more = cJSON_IsTrue(has_more);
         out->total = cJSON_IsNumber(total) && total->valuedouble >= 0 && total->valuedouble <= 9007199254740992.0 &&
                              total->valuedouble == (double)(long long)total->valuedouble
                          ? (long long)total->valuedouble : -1;
         rc = 0;
     }
-    cJSON_Delete(root);
-    if (rc < 0)
-        api_page_clear(out);
+    cJSON_Delete(obj);
     return rc;
+}
+
+int api_parse_page(const char *body, size_t len, size_t max_items, api_page *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    jscan_span root, data, pagination;
+    if (body == NULL || len == 0)
+        return errbuf_set(err, errlen, "empty body");
+    if (jscan_value(body, len, &root) < 0)
+        return errbuf_set(err, errlen, "not JSON");
+    if (*root.p != '{')
+        return errbuf_set(err, errlen, "not a JSON object");
+    int has_pagination = jscan_member(root, "pagination", &pagination) == 1;
+    if (jscan_member(root, "data", &data) != 1)
+        return errbuf_set(err, errlen, "\"data\" is not an array");
+    if (take_pagination(has_pagination ? &pagination : NULL, out, err, errlen) < 0 ||
+        take_items(data, max_items, out, err, errlen) < 0) {
+        api_page_clear(out);
+        return -1;
+    }
+    return 0;
 }
 
 int api_page_is_last(const api_page *p, unsigned page, unsigned limit)
@@ -209,7 +236,9 @@ int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen,
     return rc;
 }
 
-char *api_stored_campaign(const char *campaign_json, const char *synced_at, const char *run)
+/* The stored form through a tree: only for a campaign that already has a
+ * "synced_at" or "run" of its own, which the worker's values replace. */
+static char *restamp_tree(const char *campaign_json, const char *synced_at, const char *run)
 {
     cJSON *obj = cJSON_Parse(campaign_json);
     if (!cJSON_IsObject(obj)) {
@@ -222,6 +251,56 @@ char *api_stored_campaign(const char *campaign_json, const char *synced_at, cons
     if (cJSON_AddStringToObject(obj, "synced_at", synced_at) && cJSON_AddStringToObject(obj, "run", run))
         out = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
+    return out;
+}
+
+/* Writes s as a JSON string (quotes included) at out, which has room for
+ * 6 bytes per byte of s + 3; returns the bytes written. */
+static size_t quote_into(char *out, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    out[o++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    return o;
+}
+
+char *api_stored_campaign(const char *campaign_json, const char *synced_at, const char *run)
+{
+    jscan_span obj, own;
+    if (jscan_value(campaign_json, strlen(campaign_json), &obj) < 0 || *obj.p != '{')
+        return NULL;
+    if (jscan_member(obj, "synced_at", &own) == 1 || jscan_member(obj, "run", &own) == 1)
+        return restamp_tree(campaign_json, synced_at, run);
+    /* The campaign's own bytes, then the two stamps before its closing brace. */
+    static const char at_name[] = "\"synced_at\":", run_name[] = ",\"run\":";
+    char *out = malloc(obj.len + 6 * (strlen(synced_at) + strlen(run)) + sizeof at_name + sizeof run_name + 8);
+    if (out == NULL)
+        return NULL;
+    size_t o = obj.len - 1;
+    memcpy(out, obj.p, o);
+    if (!jscan_object_empty(obj))
+        out[o++] = ',';
+    memcpy(out + o, at_name, sizeof at_name - 1);
+    o += quote_into(out + o + sizeof at_name - 1, synced_at) + sizeof at_name - 1;
+    memcpy(out + o, run_name, sizeof run_name - 1);
+    o += quote_into(out + o + sizeof run_name - 1, run) + sizeof run_name - 1;
+    out[o++] = '}';
+    out[o] = '\0';
     return out;
 }
 

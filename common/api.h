@@ -54,9 +54,12 @@ typedef struct api_page {
 
 /* GET /api/campaigns answer. 0 and out filled (release with
  * api_page_clear); -1 with err and out empty. Items whose "id" is not a
- * string make the whole page malformed; items with an unusable id are kept
- * with problem set so they can be counted and dead-lettered. */
-int api_parse_page(const char *body, size_t len, api_page *out, char *err, size_t errlen);
+ * string make the whole page malformed, and so do more than max_items items
+ * (counted before any is parsed: the worker's memory follows its settings,
+ * not the platform); items with an unusable id are kept with problem set so
+ * they can be counted and dead-lettered. Each item's json is the platform's
+ * own text (jscan.h), so numbers are kept digit for digit. */
+int api_parse_page(const char *body, size_t len, size_t max_items, api_page *out, char *err, size_t errlen);
 void api_page_clear(api_page *p);
 
 /* Whether `page` (asked for with `limit` items) is the last one. The
@@ -70,8 +73,9 @@ int api_page_is_last(const api_page *p, unsigned page, unsigned limit);
  * copied (<= outlen); -1 with err (not JSON, success not true, no synced_at). */
 int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen, char *err, size_t errlen);
 
-/* The stored form: the campaign as listed plus "synced_at" and "run".
- * Returns malloc'd JSON (free()), NULL on error. */
+/* The stored form: the campaign as listed, byte for byte, plus "synced_at"
+ * and "run" (replacing its own, if it had such members). Returns malloc'd
+ * JSON (free()), NULL on error. */
 char *api_stored_campaign(const char *campaign_json, const char *synced_at, const char *run);
 
 /* "<base>/api/campaigns/<escaped id>/sync" and the JSON body

@@ -352,6 +352,7 @@ static const struct numeric_setting numeric_settings[] = {
     U("ADSYNC_MAX_JOBS", 1024, 1, 65536, max_jobs),
     U("ADSYNC_PAGE_SIZE", 10, 1, 1000, page_size),
     U("ADSYNC_MAX_PAGES", 10000, 1, 1000000, max_pages),
+    U("ADSYNC_MAX_PAGE_ITEMS", 1000, 1, 1000000, max_page_items),
     U("ADSYNC_HTTP_TIMEOUT_MS", 30000, 100, 600000, http_timeout_ms),
     U("ADSYNC_CONNECT_TIMEOUT_MS", 5000, 50, 600000, connect_timeout_ms),
     U("ADSYNC_MAX_BODY_BYTES", 8u << 20, 1024, 1u << 30, max_body_bytes),

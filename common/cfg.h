@@ -53,6 +53,7 @@ typedef struct cfg {
     unsigned max_jobs;
     unsigned page_size;
     unsigned max_pages;
+    unsigned max_page_items;       /* a page with more items is malformed (ADSYNC_MAX_PAGE_ITEMS) */
     unsigned http_timeout_ms;
     unsigned connect_timeout_ms;
     uint64_t max_body_bytes;

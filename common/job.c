@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "errbuf.h"
+#include "jscan.h"
 
 void job_clear(job *j)
 {
@@ -44,8 +45,11 @@ int job_set_error(job *j, const char *msg)
     return 0;
 }
 
-/* Validates a campaign object and takes its id and compact text. */
-static int take_campaign(job *j, const cJSON *obj, char *err, size_t errlen)
+/* Validates a campaign object and takes its id and its text: raw, the bytes
+ * it was written as (numbers a double cannot hold survive retries), or when
+ * raw is empty (a job whose "campaign" key is written with escapes) the
+ * tree printed compact. */
+static int take_campaign(job *j, const cJSON *obj, jscan_span raw, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(obj))
         return errbuf_set(err, errlen, "\"campaign\" is not an object");
@@ -55,7 +59,7 @@ static int take_campaign(job *j, const cJSON *obj, char *err, size_t errlen)
     const char *problem = job_campaign_id_problem(id->valuestring, strlen(id->valuestring));
     if (problem)
         return errbuf_set(err, errlen, "%s", problem);
-    char *text = cJSON_PrintUnformatted(obj);
+    char *text = raw.len ? strndup(raw.p, raw.len) : cJSON_PrintUnformatted(obj);
     if (text == NULL)
         return errbuf_set(err, errlen, "out of memory");
     free(j->campaign);
@@ -66,10 +70,12 @@ static int take_campaign(job *j, const cJSON *obj, char *err, size_t errlen)
 
 int job_set_campaign(job *j, const char *campaign_json, size_t len, char *err, size_t errlen)
 {
-    cJSON *obj = cJSON_ParseWithLength(campaign_json, len);
+    jscan_span raw;
+    len = strnlen(campaign_json, len);   /* a C string ends at its NUL, as cJSON reads it */
+    cJSON *obj = jscan_value(campaign_json, len, &raw) == 0 ? cJSON_ParseWithLength(raw.p, raw.len) : NULL;
     if (obj == NULL)
         return errbuf_set(err, errlen, "campaign is not valid JSON");
-    int rc = take_campaign(j, obj, err, errlen);
+    int rc = take_campaign(j, obj, raw, err, errlen);
     cJSON_Delete(obj);
     return rc;
 }
@@ -116,7 +122,7 @@ static int parse_type(const cJSON *root, job *j, char *err, size_t errlen)
     return 0;
 }
 
-static int parse_fields(const cJSON *root, job *j, char *err, size_t errlen)
+static int parse_fields(const cJSON *root, const char *buf, size_t len, job *j, char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "v");
     if (!cJSON_IsNumber(v) || v->valuedouble != 1)
@@ -139,8 +145,11 @@ static int parse_fields(const cJSON *root, job *j, char *err, size_t errlen)
             return errbuf_set(err, errlen, "out of memory");
     }
     const cJSON *campaign = cJSON_GetObjectItemCaseSensitive(root, "campaign");
+    jscan_span whole, raw = { 0 };
+    if (jscan_value(buf, len, &whole) < 0 || jscan_member(whole, "campaign", &raw) != 1)
+        raw = (jscan_span){ 0 };
     if (j->type == JOB_CAMPAIGN)
-        return take_campaign(j, campaign, err, errlen);
+        return take_campaign(j, campaign, raw, err, errlen);
     if (campaign != NULL)
         return errbuf_set(err, errlen, "a client job carries no \"campaign\"");
     return 0;
@@ -163,7 +172,7 @@ int job_parse(const char *buf, size_t len, job *out, char *err, size_t errlen)
     else if (!cJSON_IsObject(root))
         errbuf_set(err, errlen, "job is not a JSON object");
     else
-        rc = parse_fields(root, out, err, errlen);
+        rc = parse_fields(root, buf, len, out, err, errlen);
     cJSON_Delete(root);
     if (rc < 0)
         job_clear(out);
@@ -184,9 +193,7 @@ char *job_serialize(const job *j)
     if (j->enqueued_at)
         cJSON_AddNumberToObject(root, "enqueued_at", (double)j->enqueued_at);
     if (j->type == JOB_CAMPAIGN && j->campaign) {
-        cJSON *c = cJSON_Parse(j->campaign);
-        if (c == NULL || !cJSON_AddItemToObject(root, "campaign", c)) {
-            cJSON_Delete(c);
+        if (!cJSON_AddRawToObject(root, "campaign", j->campaign)) {   /* validated when set */
             cJSON_Delete(root);
             return NULL;
         }

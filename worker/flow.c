@@ -649,6 +649,14 @@ static void list_failed(held *h, unsigned page, int permanent, unsigned long ret
     maybe_finish(h);
 }
 
+/* More items than this make a page malformed: ADSYNC_MAX_PAGE_ITEMS, or the
+ * page size asked for when a client asks for more. */
+static size_t max_page_items(const held *h)
+{
+    unsigned asked = h->client->page_size > 0 ? h->client->page_size : h->w->cfg.page_size;
+    return asked > h->w->cfg.max_page_items ? asked : h->w->cfg.max_page_items;
+}
+
 static void on_list_done(op *o, const op_result *res)
 {
     held *h = o->owner;
@@ -662,7 +670,7 @@ static void on_list_done(op *o, const op_result *res)
     api_page items;
     char err[256];
     if (res->verdict == API_OK &&
-        api_parse_page(res->http->body, res->http->body_len, &items, err, sizeof err) == 0) {
+        api_parse_page(res->http->body, res->http->body_len, max_page_items(h), &items, err, sizeof err) == 0) {
         log_debug("page listed", LOG_STR("client", h->job.client), LOG_INT("page", page),
                   LOG_INT("campaigns", (long long)items.n));
         record_page(h, page, &items);

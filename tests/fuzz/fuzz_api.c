@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (data[0] % 3) {
     case 0: {
         api_page page;
-        if (api_parse_page(body, len, &page, err, sizeof err) == 0) {
+        if (api_parse_page(body, len, 1000, &page, err, sizeof err) == 0) {
             for (size_t i = 0; i < page.n; i++)
                 if (page.items[i].id == NULL || page.items[i].json == NULL)
                     __builtin_trap();

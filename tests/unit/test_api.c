@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "job.h"
 
 static void classification(void **state)
 {
@@ -48,7 +49,7 @@ static void page_bodies(void **state)
     const char *good = "{\"data\":[{\"id\":\"campaign_1\",\"name\":\"C 1\",\"budget\":1100},"
                        "{\"id\":\"\"},{\"id\":\"a\\u0001b\"}],"
                        "\"pagination\":{\"page\":1,\"limit\":10,\"total\":3,\"has_more\":true}}";
-    assert_int_equal(api_parse_page(good, strlen(good), &p, err, sizeof err), 0);
+    assert_int_equal(api_parse_page(good, strlen(good), 10, &p, err, sizeof err), 0);
     assert_int_equal(p.n, 3);
     assert_true(p.has_more);
     assert_string_equal(p.items[0].id, "campaign_1");
@@ -64,7 +65,7 @@ static void page_bodies(void **state)
                           "{\"data\":[1],\"pagination\":{\"has_more\":false}}",
                           "{\"data\":[]}", "<html>oops</html>" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(api_parse_page(bad[i], strlen(bad[i]), &p, err, sizeof err), -1);
+        assert_int_equal(api_parse_page(bad[i], strlen(bad[i]), 10, &p, err, sizeof err), -1);
         assert_int_equal(p.n, 0);
         assert_null(p.items);
     }
@@ -72,7 +73,7 @@ static void page_bodies(void **state)
     for (size_t n = 0; n < strlen(good); n++) {
         char *copy = malloc(n + 1);
         memcpy(copy, good, n);
-        assert_int_equal(api_parse_page(copy, n, &p, err, sizeof err), -1);
+        assert_int_equal(api_parse_page(copy, n, 10, &p, err, sizeof err), -1);
         free(copy);
     }
 }
@@ -95,7 +96,7 @@ static void last_page_takes_the_tightest_bound(void **state)
         { PAGE("{\"id\":\"a\"},{\"id\":\"b\"}", "true", "\"x\""), 3, 0 },  /* a total that is no count */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        assert_int_equal(api_parse_page(cases[i].body, strlen(cases[i].body), &p, err, sizeof err), 0);
+        assert_int_equal(api_parse_page(cases[i].body, strlen(cases[i].body), 10, &p, err, sizeof err), 0);
         assert_int_equal(api_page_is_last(&p, cases[i].page, 2), cases[i].last);
         api_page_clear(&p);
     }
@@ -169,6 +170,57 @@ static void failure_text(void **state)
     assert_string_equal(out, "timeout after 1000 ms");
 }
 
+/* Hardening row 7: a campaign is stored as the platform wrote it. */
+static void numbers_survive_listing_storing_and_retries(void **state)
+{
+    (void)state;
+    api_page p;
+    char err[128];
+    const char *body = "{\"data\":[{\"id\":\"c\",\"big\":9007199254740993,\"huge\":1e400,"
+                       "\"exact\":0.1000000000000000055511151231257827}],"
+                       "\"pagination\":{\"has_more\":false}}";
+    assert_int_equal(api_parse_page(body, strlen(body), 10, &p, err, sizeof err), 0);
+    assert_string_equal(p.items[0].json, "{\"id\":\"c\",\"big\":9007199254740993,\"huge\":1e400,"
+                                         "\"exact\":0.1000000000000000055511151231257827}");
+    char *stored = api_stored_campaign(p.items[0].json, "at\"1\n", "r1");
+    assert_string_equal(stored, "{\"id\":\"c\",\"big\":9007199254740993,\"huge\":1e400,"
+                                "\"exact\":0.1000000000000000055511151231257827,"
+                                "\"synced_at\":\"at\\\"1\\u000a\",\"run\":\"r1\"}");
+    free(stored);
+
+    /* through a retry job and back */
+    job j = { .type = JOB_CAMPAIGN, .id = "j1", .client = "acme", .run = "r1" };
+    assert_int_equal(job_set_campaign(&j, p.items[0].json, strlen(p.items[0].json), err, sizeof err), 0);
+    char *text = job_serialize(&j);
+    job back;
+    assert_int_equal(job_parse(text, strlen(text), &back, err, sizeof err), 0);
+    assert_string_equal(back.campaign, p.items[0].json);
+    free(text);
+    job_clear(&j);
+    job_clear(&back);
+    api_page_clear(&p);
+
+    stored = api_stored_campaign("{ }", "a", "r");
+    assert_string_equal(stored, "{ \"synced_at\":\"a\",\"run\":\"r\"}");
+    free(stored);
+}
+
+/* Hardening row 3: items are counted before any is parsed. */
+static void pages_over_the_item_cap_are_refused(void **state)
+{
+    (void)state;
+    api_page p;
+    char err[128];
+    const char *three = "{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"},{\"id\":\"c\"}],"
+                        "\"pagination\":{\"has_more\":false}}";
+    assert_int_equal(api_parse_page(three, strlen(three), 2, &p, err, sizeof err), -1);
+    assert_string_equal(err, "page has more than 2 items");
+    assert_null(p.items);
+    assert_int_equal(api_parse_page(three, strlen(three), 3, &p, err, sizeof err), 0);
+    assert_int_equal(p.n, 3);
+    api_page_clear(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +229,8 @@ int main(void)
         cmocka_unit_test(urls_and_bodies), cmocka_unit_test(basic_auth),
         cmocka_unit_test(retry_after),    cmocka_unit_test(failure_text),
         cmocka_unit_test(last_page_takes_the_tightest_bound),
+        cmocka_unit_test(numbers_survive_listing_storing_and_retries),
+        cmocka_unit_test(pages_over_the_item_cap_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
