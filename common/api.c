@@ -137,6 +137,7 @@ static int take_campaign(jscan_span item, api_campaign *c, char *err, size_t err
     else if ((c->id = strdup(id->valuestring)) == NULL || (c->json = strndup(item.p, item.len)) == NULL)
         errbuf_set(err, errlen, "out of memory");
     else {
+        c->json_len = item.len;
         c->id_len = strlen(c->id);
         c->problem = job_campaign_id_problem(c->id, c->id_len);
         rc = 0;

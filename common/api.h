@@ -41,7 +41,8 @@ int api_basic_auth_header(const char *email, const char *password, char *out, si
 typedef struct api_campaign {
     char *id;             /* owned; may be invalid (check problem) */
     size_t id_len;
-    char *json;           /* owned compact JSON of the campaign as listed */
+    char *json;           /* owned: the campaign's JSON text as listed */
+    size_t json_len;
     const char *problem;  /* NULL, or why the id must not be sent (static) */
 } api_campaign;
 

@@ -356,6 +356,7 @@ static const struct numeric_setting numeric_settings[] = {
     U("ADSYNC_HTTP_TIMEOUT_MS", 30000, 100, 600000, http_timeout_ms),
     U("ADSYNC_CONNECT_TIMEOUT_MS", 5000, 50, 600000, connect_timeout_ms),
     U("ADSYNC_MAX_BODY_BYTES", 8u << 20, 1024, 1u << 30, max_body_bytes),
+    U("ADSYNC_BODY_BUDGET_BYTES", 64u << 20, 1024, 1ull << 34, body_budget_bytes),
     U("ADSYNC_MAX_ATTEMPTS", 8, 1, 1000, max_attempts),
     U("ADSYNC_BACKOFF_BASE_MS", 1000, 1, 3600000, backoff_base_ms),
     U("ADSYNC_BACKOFF_MAX_MS", 300000, 1, 86400000, backoff_max_ms),
@@ -412,6 +413,10 @@ static int load_numbers(cfg *c, const cfg_env *env, char *err, size_t errlen)
         return errbuf_set(err, errlen, "ADSYNC_BACKOFF_MAX_MS: %llu is below ADSYNC_BACKOFF_BASE_MS %llu "
                                  "(expected max >= base)",
                     (unsigned long long)c->backoff_max_ms, (unsigned long long)c->backoff_base_ms);
+    if (c->body_budget_bytes < c->max_body_bytes)
+        return errbuf_set(err, errlen, "ADSYNC_BODY_BUDGET_BYTES: %llu is below ADSYNC_MAX_BODY_BYTES %llu "
+                                 "(expected budget >= the largest body)",
+                    (unsigned long long)c->body_budget_bytes, (unsigned long long)c->max_body_bytes);
     return load_rate_alias(c, env, err, errlen);
 }
 

@@ -57,6 +57,7 @@ typedef struct cfg {
     unsigned http_timeout_ms;
     unsigned connect_timeout_ms;
     uint64_t max_body_bytes;
+    uint64_t body_budget_bytes;    /* bodies in flight + listed campaigns held (ADSYNC_BODY_BUDGET_BYTES) */
     unsigned max_attempts;
     uint64_t backoff_base_ms;
     uint64_t backoff_max_ms;

@@ -47,7 +47,7 @@ typedef struct http_buf {
 } http_buf;
 
 /* Why a response write stopped short: curl reports both as CURLE_WRITE_ERROR. */
-typedef enum { WRITE_OK, WRITE_TOO_LARGE, WRITE_NOMEM } write_state;
+typedef enum { WRITE_OK, WRITE_TOO_LARGE, WRITE_OVER_BUDGET, WRITE_NOMEM } write_state;
 
 typedef enum { METHOD_BAD, METHOD_GET, METHOD_POST } http_method;
 
@@ -63,6 +63,7 @@ typedef struct http_req {
     uint64_t started_ns;
     uint64_t sent_ns;              /* just before the request was written; 0 = not yet */
     write_state write;
+    int budgeted;                  /* resp counts in c->budget_bytes */
     char detail[64];               /* formatted result detail, borrowed by the callback */
 } http_req;
 
@@ -82,6 +83,7 @@ struct http_client {
     http_headers *no_headers;      /* just "Expect:", for spec->headers == NULL */
     list_node *inflight;           /* http_req */
     size_t n_inflight;
+    uint64_t budget_bytes;         /* response bytes of budgeted requests in flight */
     list_node *idle;               /* http_req: the pool */
     size_t n_idle;
     size_t max_idle;
@@ -252,15 +254,26 @@ int http_escape_segment(const char *s, size_t len, char *out, size_t outlen)
 /* ------------------------------------------------------------------------ */
 /* Request objects and their pool                                           */
 
+static int over_budget(const http_client *c, size_t n)
+{
+    uint64_t used = c->budget_bytes + (c->opt.budget_held ? *c->opt.budget_held : 0);
+    return c->opt.body_budget_bytes && used + n > c->opt.body_budget_bytes;
+}
+
 /* curl appends the body here. The cap is checked before copying because
  * CURLOPT_MAXFILESIZE only works when a Content-Length came first. */
 static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *ud)
 {
     http_req *r = ud;
     size_t n = size * nmemb;   /* size is always 1 */
-    if (n > r->c->opt.max_body_bytes - r->resp.len) {
+    http_client *c = r->c;
+    if (n > c->opt.max_body_bytes - r->resp.len) {
         r->write = WRITE_TOO_LARGE;
         return 0;              /* anything but n fails the transfer */
+    }
+    if (r->budgeted && over_budget(c, n)) {
+        r->write = WRITE_OVER_BUDGET;
+        return 0;
     }
     if (buf_reserve(&r->resp, r->resp.len + n + 1) != 0) {   /* +1: the NUL */
         r->write = WRITE_NOMEM;
@@ -268,6 +281,8 @@ static size_t on_curl_write(char *data, size_t size, size_t nmemb, void *ud)
     }
     memcpy(r->resp.data + r->resp.len, data, n);
     r->resp.len += n;
+    if (r->budgeted)
+        c->budget_bytes += n;
     return n;
 }
 
@@ -362,6 +377,9 @@ static void req_release(http_client *c, http_req *r)
     r->done = NULL;
     r->ud = NULL;
     r->write = WRITE_OK;
+    if (r->budgeted)
+        c->budget_bytes -= r->resp.len;
+    r->budgeted = 0;
     buf_recycle(&r->resp);
     buf_recycle(&r->body);
     if (c->n_idle >= c->max_idle) {
@@ -462,6 +480,11 @@ static void result_from_curl(http_req *r, CURLcode code, http_result *res)
     case CURLE_WRITE_ERROR:
         if (r->write == WRITE_TOO_LARGE) {
             result_too_large(r, res);
+            return;
+        }
+        if (r->write == WRITE_OVER_BUDGET) {
+            snprintf(r->detail, sizeof r->detail, "over the %zu-byte body budget", r->c->opt.body_budget_bytes);
+            result_fail(res, HTTP_ERR_BUDGET, r->detail);
             return;
         }
         result_fail(res, HTTP_ERR_OTHER, r->write == WRITE_NOMEM ? "out of memory" : curl_easy_strerror(code));
@@ -766,6 +789,7 @@ int http_submit(http_client *c, const http_request_spec *spec, http_done_fn *don
     r->headers = headers_ref(spec->headers ? spec->headers : c->no_headers);
     r->done = done;
     r->ud = ud;
+    r->budgeted = spec->budgeted;
     r->started_ns = uv_hrtime();
     r->sent_ns = 0;
     if (req_prepare(r, spec, m) != 0 || curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
@@ -782,6 +806,11 @@ int http_submit(http_client *c, const http_request_spec *spec, http_done_fn *don
 size_t http_inflight(const http_client *c)
 {
     return c ? c->n_inflight : 0;
+}
+
+uint64_t http_budget_in_flight(const http_client *c)
+{
+    return c ? c->budget_bytes : 0;
 }
 
 static void abort_all(http_client *c)

@@ -27,6 +27,12 @@ typedef struct http_options {
     long connect_timeout_ms;
     long timeout_ms;               /* total, including time queued for a connection */
     size_t max_body_bytes;         /* larger responses fail with HTTP_ERR_TOO_LARGE */
+    size_t body_budget_bytes;      /* what the responses of budgeted requests in flight,
+                                      plus *budget_held, may take together; a budgeted
+                                      response that would go over fails with
+                                      HTTP_ERR_BUDGET. 0: no budget */
+    const uint64_t *budget_held;   /* bytes the caller keeps from earlier responses
+                                      (borrowed; may be NULL) */
     long max_connections;          /* connection cache and total cap; >= concurrency */
 } http_options;
 
@@ -36,6 +42,7 @@ typedef enum {
     HTTP_ERR_CONNECT,     /* refused, unreachable, DNS */
     HTTP_ERR_CLOSED,      /* connection closed / reset / empty reply mid-request */
     HTTP_ERR_TOO_LARGE,   /* body over max_body_bytes */
+    HTTP_ERR_BUDGET,      /* a budgeted body did not fit the body budget (try later) */
     HTTP_ERR_ABORTED,     /* http_client_free while in flight */
     HTTP_ERR_OTHER,
 } http_error;
@@ -63,6 +70,7 @@ typedef struct http_request_spec {
     const http_headers *headers;   /* referenced until completion; may be NULL */
     const char *body;              /* copied; NULL for none */
     size_t body_len;
+    int budgeted;                  /* 1: the response counts against body_budget_bytes */
 } http_request_spec;
 
 /* NULL on failure (including a timeout or max_connections <= 0). loop is
@@ -76,6 +84,9 @@ http_client *http_client_new(uv_loop_t *loop, const http_options *opt);
 int http_submit(http_client *c, const http_request_spec *spec, http_done_fn *done, void *ud);
 
 size_t http_inflight(const http_client *c);
+
+/* Response bytes budgeted requests in flight hold now. */
+uint64_t http_budget_in_flight(const http_client *c);
 
 /* Aborts everything in flight (their callbacks run with HTTP_ERR_ABORTED
  * before this returns), releases curl, and frees the client once libuv has

@@ -330,7 +330,7 @@ const struct option app_json_longopts[] = {
 
 int app_simple_cmd(const app_cmd_spec *spec, int argc, char **argv, int (*run)(app *a, int flag))
 {
-    int flag = 0, first;
+    int flag = 0, first = argc;
     int rc = app_parse_opts(spec, argc, argv, app_flag_opt, &flag, &first);
     if (rc)
         return rc == APP_HELP ? 0 : rc;

@@ -62,6 +62,13 @@ static const cli_opt cli_table[] = {
     {"cpu-cost-us", "US", CLI_U32, CLI_AT(cpu_cost_us), 0, 1000000, 0,
      "CPU time spent on every request (with --threads 1: a platform that is\n"
      "                           the slow side, for benchmarks)"},
+    {"campaign-bytes", "N", CLI_U32, CLI_AT(plat.campaign_bytes), 0, 16u << 20, 0,
+     "pad every listed campaign with a string of N bytes (memory tests)"},
+    {"hostile", NULL, CLI_FLAG, CLI_AT(plat.hostile), 0, 0, 0,
+     "a platform that misbehaves: account i gets behaviour i % 10 (odd ids,\n"
+     "                           numbers beyond 2^53, deep nesting, wrong types,\n"
+     "                           oversized items, huge pages, truncated and slow bodies,\n"
+     "                           redirects, bad tokens; see mock-api/hostile.h)"},
     {"verbose", NULL, CLI_FLAG, CLI_AT(verbose), 0, 0, 0,
      "one line per request on stderr"},
     {"fail-campaign", "ID", CLI_LIST, CLI_AT(fail_campaigns), 0, 0, 1,

@@ -124,7 +124,9 @@ static int run(cli_options *o) {
   block_signals(&set);
   raise_fd_limit(o->max_connections + 64);
   plat *p = plat_new(&o->plat, accounts);
-  srv_options so = {.port = (uint16_t)o->port, .threads = o->threads,
+  /* a trickled body holds its polling thread (hostile.h): give it company */
+  unsigned threads = o->plat.hostile && o->threads < 4 ? 4 : o->threads;
+  srv_options so = {.port = (uint16_t)o->port, .threads = threads,
                     .max_connections = o->max_connections, .cpu_cost_us = o->cpu_cost_us,
                     .verbose = o->verbose};
   srv *s = p ? srv_new(p, &so, err, sizeof err) : NULL;

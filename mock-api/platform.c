@@ -47,6 +47,7 @@ struct plat {
   uint64_t rng;             /* fault PRNG */
   uint64_t token_rng;
   uint64_t list_seq;        /* list requests of every client (faults_platform) */
+  hostile *hostile;         /* --hostile, else NULL */
 };
 
 /* ---- PRNG (splitmix64) and parsers ----------------------------------------- */
@@ -141,6 +142,23 @@ void plat_reply_clear(plat_reply *r) {
   r->account = -1;
 }
 
+/* Replaces *out by a hostile answer when r is 1 (a 500 when r is -1, out
+ * of memory); r 0 leaves it alone. */
+static void plat_take_hostile(plat_reply *out, int r, hostile_answer *h) {
+  if (r == 0)
+    return;
+  free(out->body);
+  if (r < 0) {
+    plat_reply_error(out, 500, "Internal server error", "out of memory");
+    return;
+  }
+  out->status = h->status;
+  out->body = h->body;
+  out->body_len = h->body_len;
+  out->delivery = h->delivery;
+  out->location = h->location;
+}
+
 /* Sets status and takes w's text as the body; action NOW. */
 static void plat_reply_take(plat_reply *out, int status, jw *w) {
   out->status = status;
@@ -159,6 +177,16 @@ void plat_reply_error(plat_reply *out, int status, const char *error, const char
   jw_str(&w, message);
   jw_raw(&w, "}");
   plat_reply_take(out, status, &w);
+}
+
+void plat_redirect_followed(plat *p, plat_reply *out) {
+  pthread_mutex_lock(&p->mu);
+  if (p->hostile)
+    hostile_redirect_followed(p->hostile);
+  pthread_mutex_unlock(&p->mu);
+  memset(out, 0, sizeof *out);
+  out->account = -1;
+  plat_reply_error(out, 404, "Not found", "a redirect of the hostile mode: never follow it");
 }
 
 void plat_health(plat_reply *out) {
@@ -195,20 +223,44 @@ static void plat_malform(plat_reply *out, int variant, int ep) {
   plat_reply_take(out, 200, &w);
 }
 
-static void plat_campaign_json(jw *w, const acct_list *l, size_t a, uint32_t k) {
+/* ,"pad":"xxx…" of n bytes. */
+static void plat_pad(jw *w, uint32_t n) {
+  static const char xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+  jw_raw(w, ",\"pad\":\"");
+  for (; n > 0; n -= n < sizeof xs - 1 ? n : (uint32_t)(sizeof xs - 1))
+    jw_rawn(w, xs, n < sizeof xs - 1 ? n : sizeof xs - 1);
+  jw_raw(w, "\"");
+}
+
+static void plat_campaign_json(jw *w, const acct_list *l, size_t a, uint32_t k, int odd,
+                               uint32_t pad) {
   acct_campaign_info c;
+  char id[512];
   acct_campaign(l, a, k, &c);
-  jw_fmt(w, "{\"id\":\"campaign_%u\",\"name\":", k);
+  jw_raw(w, "{\"id\":");
+  if (odd)
+    jw_str(w, hostile_campaign_id(a, k, id, sizeof id));
+  else
+    jw_fmt(w, "\"campaign_%u\"", k);
+  jw_raw(w, ",\"name\":");
   jw_str(w, c.name);
   jw_fmt(w, ",\"status\":\"%s\",\"budget\":%llu,\"impressions\":%llu,\"clicks\":%llu,"
          "\"conversions\":%llu,\"created_at\":\"%s\"}", c.status,
          (unsigned long long)c.budget, (unsigned long long)c.impressions,
          (unsigned long long)c.clicks, (unsigned long long)c.conversions, c.created_at);
+  if ((odd || pad) && !w->failed && w->len > 0) {
+    w->len--;   /* reopen the object for more members */
+    if (odd)
+      hostile_campaign_extra(w, a, k);
+    if (pad)
+      plat_pad(w, pad);
+    jw_raw(w, "}");
+  }
 }
 
 /* The list page body; reads only the immutable accounts (no lock needed). */
 static void plat_list_body(const acct_list *l, size_t a, uint32_t page, uint32_t limit,
-                           plat_reply *out) {
+                           int odd, uint32_t pad, plat_reply *out) {
   uint64_t total = acct_get(l, a)->campaigns;
   uint64_t start = (uint64_t)(page - 1) * limit;
   uint64_t end = start + limit < total ? start + limit : total;
@@ -218,7 +270,7 @@ static void plat_list_body(const acct_list *l, size_t a, uint32_t page, uint32_t
   for (uint64_t i = start; i < end; i++) {
     if (i > start)
       jw_raw(&w, ",");
-    plat_campaign_json(&w, l, a, (uint32_t)(i + 1));
+    plat_campaign_json(&w, l, a, (uint32_t)(i + 1), odd, pad);
   }
   jw_fmt(&w, "],\"pagination\":{\"page\":%u,\"limit\":%u,\"total\":%llu,\"has_more\":%s}}",
          page, limit, (unsigned long long)total, end < total ? "true" : "false");
@@ -324,7 +376,9 @@ plat *plat_new(const plat_config *cfg, acct_list *accounts) {
   p->rng = cfg->seed;
   p->token_rng = cfg->token_seed;
   p->clients = calloc(acct_count(accounts) ? acct_count(accounts) : 1, sizeof *p->clients);
-  if (!p->clients || pthread_mutex_init(&p->mu, NULL) != 0) {
+  p->hostile = cfg->hostile ? hostile_new(acct_count(accounts)) : NULL;
+  if (!p->clients || (cfg->hostile && !p->hostile) || pthread_mutex_init(&p->mu, NULL) != 0) {
+    hostile_free(p->hostile);
     free(p->clients);
     acct_list_free(accounts);
     free(p);
@@ -342,6 +396,7 @@ void plat_free(plat *p) {
     free(p->clients[i].synced);
   }
   free(p->clients);
+  hostile_free(p->hostile);
   acct_list_free(p->accounts);
   pthread_mutex_destroy(&p->mu);
   free(p);
@@ -390,8 +445,12 @@ static void plat_auth_locked(plat *p, const char *email, const char *pw, int64_t
     plat_reply_error(out, 401, "Invalid credentials", "email or password is wrong");
   else if (plat_issue(p, a, mono, token) != 0)
     plat_reply_error(out, 500, "Internal server error", "out of memory");
-  else
+  else {
     plat_token_body(p, token, wall, out);
+    hostile_answer h;
+    if (p->hostile)
+      plat_take_hostile(out, hostile_auth(p->hostile, (size_t)a, &h), &h);
+  }
   plat_count(p, a, PLAT_EP_AUTH, out);
 }
 
@@ -516,12 +575,20 @@ void plat_list(plat *p, const plat_request *rq, plat_reply *out) {
   if (kind == PLAT_LIST_DONE)
     return;
   plat_reply page_reply = {0};
-  plat_list_body(p->accounts, (size_t)a, page, limit, &page_reply);
+  plat_list_body(p->accounts, (size_t)a, page, limit, p->hostile != NULL, p->cfg.campaign_bytes,
+                 &page_reply);
   free(out->body);
   out->body = page_reply.body;
   out->body_len = page_reply.body_len;
   if (kind == PLAT_LIST_MALFORMED)
     plat_malform(out, variant, PLAT_EP_LIST);
+  else if (p->hostile && out->body) {
+    hostile_answer h;
+    pthread_mutex_lock(&p->mu);
+    int r = hostile_list(p->hostile, (size_t)a, page, limit, out->body, out->body_len, &h);
+    pthread_mutex_unlock(&p->mu);
+    plat_take_hostile(out, r, &h);
+  }
 }
 
 /* ---- POST /api/campaigns/{id}/sync ----------------------------------------- */
@@ -577,11 +644,31 @@ static int plat_mark_synced(plat *p, long a, uint32_t k) {
   return 0;
 }
 
+/* K of a campaign id of account a (with --hostile, its odd ids too). */
+static uint32_t plat_campaign_k(const plat *p, size_t a, const char *id) {
+  uint32_t k = p->hostile ? hostile_campaign_k(a, id, acct_get(p->accounts, a)->campaigns) : 0;
+  return k ? k : acct_campaign_k(p->accounts, a, id);
+}
+
+/* A sync the platform accepts: 200 and counted, unless --hostile answers
+ * this attempt otherwise. Locked. */
+static void plat_sync_ok(plat *p, long a, uint32_t k, const plat_request *rq, plat_reply *out) {
+  hostile_answer h;
+  plat_sync_ok_body(rq->campaign_id, rq->wall_ms, out);
+  int r = p->hostile ? hostile_sync(p->hostile, (size_t)a, k, out->body, out->body_len, &h) : 0;
+  if (r != 0) {
+    plat_take_hostile(out, r, &h);
+  } else if (plat_mark_synced(p, a, k) != 0) {
+    free(out->body);
+    plat_reply_error(out, 500, "Internal server error", "out of memory");
+  }
+}
+
 /* Decides a sync request that passed the gate. Locked. */
 static void plat_sync_locked(plat *p, long a, const plat_request *rq, int body_ok,
                              plat_reply *out) {
   const char *id = rq->campaign_id;
-  uint32_t k = body_ok ? acct_campaign_k(p->accounts, (size_t)a, id) : 0;
+  uint32_t k = body_ok ? plat_campaign_k(p, (size_t)a, id) : 0;
   if (!body_ok)
     plat_reply_error(out, 400, "Bad request",
                      "body must be {\"campaign_id\":\"<the id in the URL>\"}");
@@ -595,10 +682,8 @@ static void plat_sync_locked(plat *p, long a, const plat_request *rq, int body_o
   else if (plat_roll(p, p->cfg.malformed_rate)) {
     plat_sync_ok_body(id, rq->wall_ms, out);
     plat_malform(out, (int)(plat_next(&p->rng) % 3), PLAT_EP_SYNC);
-  } else if (plat_mark_synced(p, a, k) != 0)
-    plat_reply_error(out, 500, "Internal server error", "out of memory");
-  else
-    plat_sync_ok_body(id, rq->wall_ms, out);
+  } else
+    plat_sync_ok(p, a, k, rq, out);
   plat_count(p, a, PLAT_EP_SYNC, out);
   plat_delay(out, p->cfg.sync_latency_ms);
 }
@@ -663,8 +748,12 @@ void plat_stats(plat *p, plat_reply *out) {
     plat_stats_synced(&w, &p->clients[i], ai->campaigns);
     jw_raw(&w, "}");
   }
+  jw_raw(&w, "}");
+  if (p->hostile)
+    jw_fmt(&w, ",\"hostile\":{\"redirects_followed\":%llu}",
+           (unsigned long long)hostile_redirects_followed(p->hostile));
   pthread_mutex_unlock(&p->mu);
-  jw_raw(&w, "}}");
+  jw_raw(&w, "}");
   memset(out, 0, sizeof *out);
   out->account = -1;
   plat_reply_take(out, 200, &w);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "accounts.h"
+#include "hostile.h"
 
 typedef struct plat plat;
 
@@ -34,6 +35,8 @@ typedef struct plat_config {
   size_t n_fail_campaigns;
   const char *const *reject_campaigns; /* borrowed; sync of these answers 400 */
   size_t n_reject_campaigns;
+  int hostile;               /* 1: --hostile (hostile.h), one behaviour per account */
+  uint32_t campaign_bytes;   /* every listed campaign carries a "pad" of this many bytes */
 } plat_config;
 
 /* What the server does with a reply. */
@@ -53,6 +56,8 @@ typedef struct plat_reply {
   char *body;
   size_t body_len;
   long account;            /* account the request was counted under, or -1 */
+  hostile_delivery delivery; /* how the body is sent (--hostile) */
+  const char *location;    /* static; "Location" of a redirect, or NULL */
 } plat_reply;
 
 /* One request's inputs; all pointers are borrowed for the call. */
@@ -123,6 +128,9 @@ void plat_revoke_tokens(plat *p, plat_reply *out);
  * {"tokens":{"client_1":["<hex>",...],...}}, so a test can look for them
  * where they must not be (Redis, its AOF, MONITOR output). */
 void plat_tokens(plat *p, plat_reply *out);
+
+/* A request reached hostile.h's redirect target (nobody should follow). */
+void plat_redirect_followed(plat *p, plat_reply *out);
 
 /* GET /health. */
 void plat_health(plat_reply *out);

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "hostile.h"
+
 typedef struct route_row {
   const char *method;
   const char *pattern;
@@ -19,6 +21,8 @@ static const route_row route_table[] = {
     {"POST", "/admin/reset", ROUTE_RESET},
     {"POST", "/admin/revoke-tokens", ROUTE_REVOKE},
     {"GET", "/admin/tokens", ROUTE_TOKENS},
+    {"GET", HOSTILE_REDIRECT_PATH, ROUTE_REDIRECTED},
+    {"POST", HOSTILE_REDIRECT_PATH, ROUTE_REDIRECTED},
 };
 
 /* True when path matches pattern; sets the {} segment if there is one. */

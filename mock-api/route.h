@@ -16,6 +16,7 @@ typedef enum route_id {
   ROUTE_RESET,
   ROUTE_REVOKE,
   ROUTE_TOKENS,
+  ROUTE_REDIRECTED,   /* hostile.h's redirect target, any method */
 } route_id;
 
 typedef struct route_match {

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "route.h"
 #include "timerq.h"
@@ -103,17 +104,75 @@ static void srv_log_request(const srv *s, const char *method, const char *url,
 
 /* ---- answering --------------------------------------------------------------- */
 
+/* A body sent in a hostile way (--hostile): cut half way, or trickled. */
+typedef struct srv_drip {
+  char *body;
+  size_t len;
+  hostile_delivery how;
+} srv_drip;
+
+#define SRV_TRICKLE_BYTES 16
+#define SRV_TRICKLE_US 100000
+
+/* Sends half of a truncated body, then makes MHD close the connection; a
+ * trickled body goes out SRV_TRICKLE_BYTES at a time. The sleep holds this
+ * polling thread, which is why --hostile runs more than one. */
+static ssize_t srv_drip_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  srv_drip *d = cls;
+  size_t end = d->how == HD_TRUNCATE ? d->len / 2 : d->len;
+  if (pos >= end)
+    return d->how == HD_TRUNCATE ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+  size_t n = end - (size_t)pos;
+  if (n > max)
+    n = max;
+  if (d->how == HD_TRICKLE) {
+    if (n > SRV_TRICKLE_BYTES)
+      n = SRV_TRICKLE_BYTES;
+    if (pos > 0)
+      usleep(SRV_TRICKLE_US);
+  }
+  memcpy(buf, d->body + pos, n);
+  return (ssize_t)n;
+}
+
+static void srv_drip_free(void *cls) {
+  srv_drip *d = cls;
+  free(d->body);
+  free(d);
+}
+
+/* The MHD response for a reply; takes its body. */
+static struct MHD_Response *srv_response(plat_reply *r) {
+  if (!r->body)
+    return MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (r->delivery == HD_NORMAL) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+    if (resp)
+      r->body = NULL;
+    return resp;
+  }
+  srv_drip *d = malloc(sizeof *d);
+  struct MHD_Response *resp =
+      d ? MHD_create_response_from_callback(r->body_len, 4096, srv_drip_read, d, srv_drip_free) : NULL;
+  if (!resp) {
+    free(d);
+    return NULL;
+  }
+  *d = (srv_drip){ r->body, r->body_len, r->delivery };
+  r->body = NULL;
+  return resp;
+}
+
 /* Queues rq->reply on c; the body moves into the MHD response. */
 static enum MHD_Result srv_send(srv *s, struct MHD_Connection *c, srv_req *rq,
                                 const char *method, const char *url) {
   plat_reply *r = &rq->reply;
-  struct MHD_Response *resp =
-      r->body ? MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE)
-              : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  struct MHD_Response *resp = srv_response(r);
   if (!resp)
     return MHD_NO;
-  r->body = NULL;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  if (r->location)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
   if (r->retry_after_s) {
     char v[16];
     snprintf(v, sizeof v, "%u", r->retry_after_s);
@@ -235,6 +294,7 @@ static void srv_route(srv *s, struct MHD_Connection *c, srv_req *rq, const char 
   case ROUTE_RESET: plat_reset(s->plat, &rq->reply); return;
   case ROUTE_REVOKE: plat_revoke_tokens(s->plat, &rq->reply); return;
   case ROUTE_TOKENS: plat_tokens(s->plat, &rq->reply); return;
+  case ROUTE_REDIRECTED: plat_redirect_followed(s->plat, &rq->reply); return;
   case ROUTE_NONE: break;
   }
   if (m.status == 405)

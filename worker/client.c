@@ -21,7 +21,6 @@
 #define CL_TOKEN_POLL_MS 100      /* waiting for another worker's login */
 #define CL_AUTHLOCK_MS 10000
 #define CL_TOKEN_RECHECK_MS 30000 /* re-read the shared token this often */
-#define CL_FAILED_RETRY_MS 1000   /* after a retryable auth failure */
 #define CL_PASSWORD_MAX 1023      /* what adsync-enqueue client add accepts */
 
 static void load_credentials(client *c);
@@ -60,7 +59,6 @@ static void fail(client *c, int permanent, const char *why)
 {
     snprintf(c->failure, sizeof c->failure, "%.255s", why);   /* failure[256] */
     c->failed_permanent = permanent;
-    c->failed_at = clock_mono_ms();
     log_warn("client unusable", LOG_STR("client", c->id), LOG_STR("error", why),
              LOG_INT("permanent", permanent));
     set_state(c, CL_FAILED);
@@ -520,8 +518,10 @@ static void fetch_shared_token(client *c)
 
 void cl_prepare(client *c)
 {
-    if (c->state == CL_FAILED && !c->failed_permanent &&
-        clock_mono_ms() - c->failed_at >= CL_FAILED_RETRY_MS)
+    /* After a retryable failure the next op that is due logs in again: the
+     * ops failed with the login and wait for their own backoff, so logins
+     * are paced as the attempts they spend. */
+    if (c->state == CL_FAILED && !c->failed_permanent)
         c->state = CL_NEED_TOKEN;
     if (c->state == CL_READY && clock_mono_ms() >= c->token_recheck_at)
         c->state = CL_NEED_TOKEN;

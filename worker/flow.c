@@ -438,8 +438,53 @@ static void add_synced(held *h, unsigned page, const api_campaign *c, char *stor
 
 /* ---- sync --------------------------------------------------------------- */
 
+/* ---- the page budget: listed campaigns held, in bytes of their text ----- */
+
+static void page_bytes_add(worker *w, const api_page *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        w->page_bytes += p->items[i].json_len;
+}
+
+/* Clears what is left of a page (items moved into ops count from there). */
+static void drop_page(worker *w, api_page *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        w->page_bytes -= p->items[i].json_len;
+    api_page_clear(p);
+}
+
+/* What the held campaigns and the pages asked for are expected to take:
+ * each list out reserves a recent page's size (or what its body already
+ * holds, when more). */
+static uint64_t page_bytes_expected(const worker *w)
+{
+    uint64_t reserved = (uint64_t)w->lists_out * w->page_est;
+    uint64_t receiving = http_budget_in_flight(w->http);
+    return w->page_bytes + (receiving > reserved ? receiving : reserved);
+}
+
+/* Whether another page may be asked for: listed campaigns held plus pages
+ * on their way stay under ADSYNC_BODY_BUDGET_BYTES, so memory follows the
+ * configuration, not the platform (README "Memory"). The HTTP client
+ * enforces the same budget on the bytes that actually arrive. */
+static int page_budget_left(worker *w)
+{
+    if (page_bytes_expected(w) + w->page_est < w->cfg.body_budget_bytes)
+        return 1;
+    w->lists_waiting = 1;
+    return 0;
+}
+
+/* A recent page's size: the largest at once, decaying by an eighth a page. */
+static void page_est_update(worker *w, size_t body_len)
+{
+    w->page_est = body_len > w->page_est ? body_len : (w->page_est * 7 + body_len) / 8;
+}
+
 static void free_op(op *o)
 {
+    o->owner->w->page_bytes -= o->campaign.json_len;
     free(o->campaign.id);
     free(o->campaign.json);
     free(o);
@@ -570,7 +615,7 @@ static void on_page_recorded(redisReply *reply, void *ud)
             submit_sync(h, pc->page, c);
         }
     }
-    api_page_clear(&pc->items);
+    drop_page(h->w, &pc->items);
     free(pc);
     maybe_list_more(h);
     maybe_finish(h);
@@ -586,7 +631,7 @@ static void record_page(held *h, unsigned page, api_page *items)
     size_t *lens = malloc(argc_max * sizeof *lens);
     if (!ctx || !pc || !argv || !lens) {
         free(ctx), free(pc), free(argv), free(lens);
-        api_page_clear(items);
+        drop_page(w, items);
         h->aborted = 1;
         h->list_pending = 0;
         return;
@@ -610,7 +655,7 @@ static void record_page(held *h, unsigned page, api_page *items)
         lens[argc++] = ctx->items.items[i].id_len;
     }
     if (st_script(w->store, SCRIPT_PROGRESS, PROGRESS_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
-        api_page_clear(&ctx->items);
+        drop_page(w, &ctx->items);
         free(ctx);
         h->aborted = 1;
         h->list_pending = 0;
@@ -662,9 +707,19 @@ static void on_list_done(op *o, const op_result *res)
     held *h = o->owner;
     unsigned page = o->page;
     free_op(o);
+    h->w->lists_out--;
+    if (res->http && res->http->error == HTTP_OK)
+        page_est_update(h->w, res->http->body_len);
     if (res->aborted) {
         h->aborted = 1;
         h->list_pending = 0;
+        return;
+    }
+    if (res->http && res->http->error == HTTP_ERR_BUDGET) {
+        /* Not the platform's fault and no attempt spent: the page is asked
+         * for again once the campaigns held have made room. */
+        h->list_pending = 0;
+        h->w->lists_waiting = 1;
         return;
     }
     api_page items;
@@ -673,6 +728,7 @@ static void on_list_done(op *o, const op_result *res)
         api_parse_page(res->http->body, res->http->body_len, max_page_items(h), &items, err, sizeof err) == 0) {
         log_debug("page listed", LOG_STR("client", h->job.client), LOG_INT("page", page),
                   LOG_INT("campaigns", (long long)items.n));
+        page_bytes_add(h->w, &items);
         record_page(h, page, &items);
         return;
     }
@@ -690,9 +746,20 @@ static void maybe_list_more(held *h)
     if (ahead < 2 * (size_t)w->cfg.client_concurrency)
         ahead = 2 * (size_t)w->cfg.client_concurrency;
     if (h->job.type != JOB_CLIENT || h->listing_done || h->list_pending || h->list_failed ||
-        h->aborted || w->stopping || h->syncs_open >= ahead)
+        h->aborted || w->stopping || h->syncs_open >= ahead || !page_budget_left(w))
         return;
     submit_list(h, 0);
+}
+
+void fl_resume_lists(worker *w)
+{
+    if (!w->lists_waiting || page_bytes_expected(w) + w->page_est >= w->cfg.body_budget_bytes)
+        return;
+    w->lists_waiting = 0;
+    for (held *h = w->jobs, *next; h; h = next) {
+        next = h->next;
+        maybe_list_more(h);
+    }
 }
 
 static void submit_list(held *h, uint64_t not_before_ms)
@@ -706,6 +773,7 @@ static void submit_list(held *h, uint64_t not_before_ms)
     o->done = on_list_done;
     o->not_before_ms = not_before_ms;
     h->list_pending = 1;
+    h->w->lists_out++;
     sched_submit(h->w, o);
 }
 

@@ -156,13 +156,26 @@ static void finish(op *o, api_verdict v, const http_result *http, const char *er
     o->done(o, &res);
 }
 
-/* Fails everything a client has queued: its credentials or login failed. */
+/* Fails everything a client has queued: its credentials or login failed.
+ * Only what was queued when this started: an op a callback queues again
+ * (a page retried after its backoff) waits for its own turn, or one failed
+ * login would use up every attempt of a page in the same instant. */
 static void fail_queue(client *c)
 {
     api_verdict v = c->failed_permanent ? API_PERMANENT : API_RETRY;
+    unsigned n = c->queued;
     op *o;
-    while ((o = pop_head(c)) != NULL)
+    while (n-- > 0 && (o = pop_head(c)) != NULL)
         finish(o, v, NULL, c->failure, 0);
+}
+
+/* fail_queue, then the client leaves the ring unless a failed op was queued
+ * again (a retry waiting for its backoff), which parks it on its next turn. */
+static void fail_queue_and_rest(worker *w, client *c)
+{
+    fail_queue(c);
+    if (c->queued == 0)
+        ring_remove(w, c);
 }
 
 void sched_cancel_queued(worker *w)
@@ -214,6 +227,7 @@ static void send_request(worker *w, op *o)
     http_request_spec spec = {
         .method = o->kind == OP_LIST ? "GET" : "POST", .url = url, .headers = c->headers,
         .body = body, .body_len = body ? strlen(body) : 0,
+        .budgeted = o->kind == OP_LIST,   /* pages are what can be large (README "Memory") */
     };
     snprintf(o->token_used, sizeof o->token_used, "%s", c->token);
     o->submitted_ns = uv_hrtime();
@@ -359,14 +373,12 @@ static int ready(worker *w, client *c)
         return 0;
     }
     if (c->state == CL_FAILED && c->failed_permanent) {
-        fail_queue(c);
-        ring_remove(w, c);
+        fail_queue_and_rest(w, c);
         return 0;
     }
     cl_prepare(c);
     if (c->state == CL_FAILED) {
-        fail_queue(c);
-        ring_remove(w, c);
+        fail_queue_and_rest(w, c);
         return 0;
     }
     if (c->state != CL_READY || c->inflight >= w->cfg.client_concurrency) {

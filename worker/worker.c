@@ -321,6 +321,7 @@ static void on_housekeeping(uv_timer_t *t)
         stop_step(w);
     else
         check_drained(w);
+    fl_resume_lists(w);
     pop_more(w);
 }
 
@@ -667,7 +668,8 @@ static int open_connections(worker *w)
     };
     http_options hopt = {
         .connect_timeout_ms = w->cfg.connect_timeout_ms, .timeout_ms = w->cfg.http_timeout_ms,
-        .max_body_bytes = w->cfg.max_body_bytes, .max_connections = (long)w->cfg.concurrency,
+        .max_body_bytes = w->cfg.max_body_bytes,
+        .body_budget_bytes = w->cfg.body_budget_bytes, .budget_held = &w->page_bytes, .max_connections = (long)w->cfg.concurrency,
     };
     w->redis = rds_new(w->loop, &main_opt);
     w->pop = rds_new(w->loop, &pop_opt);

@@ -91,6 +91,10 @@ struct worker {
 
     client *clients;         /* registry: clients some held job uses */
     held *jobs;              /* jobs held (in our processing list) */
+    uint64_t page_bytes;     /* flow.c: listed campaigns' text held (ADSYNC_BODY_BUDGET_BYTES) */
+    int lists_waiting;       /* flow.c: a list waits for page_bytes to fall under the budget */
+    unsigned lists_out;      /* flow.c: list requests submitted, not yet answered */
+    uint64_t page_est;       /* flow.c: what a page's body is expected to take (recent pages) */
     size_t njobs;
     size_t starting;         /* held jobs that have not asked for an HTTP slot yet */
     unsigned pops_pending;
@@ -180,7 +184,6 @@ struct client {
     cl_state state;
     int failed_permanent;    /* CL_FAILED: retryable (auth outage) or not (no credentials) */
     char failure[256];
-    uint64_t failed_at;
     char token[API_TOKEN_MAX];
     char *token_stored;      /* the token as <prefix>:client:<id>:token holds it */
     uint64_t token_recheck_at;  /* mono ms: re-read the shared token after this */
@@ -298,6 +301,9 @@ void fl_free_all(worker *w);
 /* Sends every batch of synced outcomes still waiting for its timer
  * (shutdown calls it before it waits for the store). */
 void fl_flush_batches(worker *w);
+/* Lists that waited for the page budget go on once it has room again
+ * (housekeeping calls it). */
+void fl_resume_lists(worker *w);
 
 /* ---- metrics.c: /metrics and /healthz on ADSYNC_METRICS_ADDR -------------- */
 typedef struct wm_endpoint wm_endpoint;

@@ -196,6 +196,24 @@ class YamlTest(unittest.TestCase):
         self.assertTrue(found, f"no {kind} {name or ''} under deploy/k8s")
         return found[0]
 
+    def test_k8s_worker_memory_limit_is_derived_from_its_settings(self):
+        """README "Memory": the limit covers the bound its ConfigMap's
+        settings give, without more than a quarter of slack."""
+        import workerlib as wl
+        dep = self.k8s("Deployment", "adsync-worker")
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        data = {}
+        for cm in (e["configMapRef"]["name"] for e in c["envFrom"] if "configMapRef" in e):
+            data.update(self.k8s("ConfigMap", cm)["data"])
+        defaults = dict(ADSYNC_CONCURRENCY=256, ADSYNC_MAX_JOBS=1024, ADSYNC_MAX_BODY_BYTES=8 << 20,
+                        ADSYNC_BODY_BUDGET_BYTES=64 << 20)
+        settings = {k: int(data.get(k, v)) for k, v in defaults.items()}
+        bound = wl.readme_memory_bound_mb(settings)
+        limit = c["resources"]["limits"]["memory"]
+        self.assertTrue(limit.endswith("Mi"), limit)
+        self.assertGreaterEqual(int(limit[:-2]), bound)
+        self.assertLessEqual(int(limit[:-2]), bound * 1.25)
+
     def test_every_yaml_file_parses(self):
         for rel in ("compose.yaml", "k8s/worker-deployment.yaml", "k8s/cronjob.yaml",
                     "k8s/keda-scaledobject.yaml", "prometheus/alerts.yml"):

@@ -1,6 +1,7 @@
 """Shared setup for worker integration tests: register the mock's accounts
 in Redis, enqueue runs, run workers, and check DESIGN.md §4's invariant."""
 import json
+import os
 import time
 import unittest
 
@@ -137,3 +138,38 @@ def report_checks(checks, results, path):
         json.dump(results, f, indent=2)
     print(f"wrote {path}")
     return 0 if all(ok for _, ok in checks) else 1
+
+
+# ---- memory (README "Memory") ---------------------------------------------------
+
+MIB = 1 << 20
+# The sanitizer build (what tests/run.sh runs) adds its runtime, shadow
+# memory and redzones; tests keep its quarantine of freed memory small
+# (asan_env) and allow this much on top of the README's bound.
+ASAN_ALLOWANCE_MB = 48
+
+
+def readme_memory_bound_mb(s):
+    """The README's bound on a worker's peak RSS for settings s (env names)."""
+    return (16 + s["ADSYNC_CONCURRENCY"] * 32 / 1024 + s["ADSYNC_MAX_JOBS"] * 200 / 1024
+            + 2 * (s["ADSYNC_BODY_BUDGET_BYTES"] + s["ADSYNC_MAX_BODY_BYTES"]) / MIB)
+
+
+def asan_env(env):
+    env["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=4"
+    return env
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def memory_bound_mb(pid, settings):
+    """The bound for a running worker: the README's, plus the sanitizer's share."""
+    with open(f"/proc/{pid}/maps") as f:
+        sanitized = "libasan" in f.read()
+    return readme_memory_bound_mb(settings) + (ASAN_ALLOWANCE_MB if sanitized else 0)
