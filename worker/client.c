@@ -498,6 +498,10 @@ static void on_shared_token(rds *r, redisReply *reply, void *privdata)
         sodium_memzero(token, sizeof token);
     } else if (reply && (reply->type == REDIS_REPLY_NIL || reply->type == REDIS_REPLY_STRING)) {
         ask_for_authlock(c);
+    } else if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) == 0) {
+        /* Somebody's value under our key: the login's SET replaces it. */
+        log_warn("cached token key holds the wrong type, logging in to replace it", LOG_STR("client", c->id));
+        ask_for_authlock(c);
     } else {
         token_retry_later(c, CL_RELOAD_MS);   /* Redis away */
     }

@@ -117,14 +117,56 @@ static int progress_send(progress_call *pc, held *h, st_done_fn *done, void *ud)
 
 /* ---- outcomes of one campaign ---------------------------------------------- */
 
-static void on_outcome_recorded(redisReply *reply, void *ud)
+/* ---- keys of the wrong type (common/lua/lib/keycall.lua) ----------------- */
+
+static void bury(held *h, const char *dead_letter, const char *reason);
+
+/* The key a progress.lua or synced.lua answer names as holding another
+ * type, or NULL. */
+static const char *wrongtype_key(const redisReply *r)
 {
-    (void)reply;
-    held *h = ud;
-    if (h->job.type == JOB_CAMPAIGN) {
-        release(h);
+    static const char mark[] = "wrongtype:";
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(r->element[0]->str, "wrongtype") == 0 && r->element[1]->type == REDIS_REPLY_STRING)
+        return r->element[1]->str;
+    if (r->type == REDIS_REPLY_STRING && strncmp(r->str, mark, sizeof mark - 1) == 0)
+        return r->str + sizeof mark - 1;
+    return NULL;
+}
+
+/* A key of the job's client or run holds another type, so nothing of this
+ * job can be recorded: it ends dead naming the key (a client job once what
+ * it started is answered, through maybe_finish), never retried in a loop. */
+static void fail_wrongtype(held *h, const char *key)
+{
+    char reason[sizeof h->list_error];
+    snprintf(reason, sizeof reason, "Redis key %s holds the wrong type", key);
+    if (h->job.type == JOB_CLIENT) {
+        if (h->list_failed != 2)
+            snprintf(h->list_error, sizeof h->list_error, "%s", reason);
+        h->list_failed = 2;
         return;
     }
+    job_set_error(&h->job, reason);
+    char *json = job_serialize(&h->job);
+    h->w->n.jobs_dead++;
+    bury(h, json ? json : h->elem, reason);
+    free(json);
+}
+
+static void on_outcome_recorded(redisReply *reply, void *ud)
+{
+    held *h = ud;
+    const char *bad = wrongtype_key(reply);
+    if (h->job.type == JOB_CAMPAIGN) {
+        if (bad)
+            fail_wrongtype(h, bad);
+        else
+            release(h);
+        return;
+    }
+    if (bad)
+        fail_wrongtype(h, bad);
     h->syncs_open--;
     maybe_list_more(h);
     maybe_finish(h);
@@ -280,12 +322,16 @@ static void call_unlink(worker *w, batch_call *call)
 
 static void on_batch_recorded(redisReply *reply, void *ud)
 {
-    (void)reply;
     batch_call *call = ud;
     worker *w = call->job[0].h->w;
     call_unlink(w, call);
-    for (size_t i = 0; i < call->njobs; i++)
+    for (size_t i = 0; i < call->njobs; i++) {
+        const char *bad = reply->type == REDIS_REPLY_ARRAY && i < reply->elements
+                              ? wrongtype_key(reply->element[i]) : NULL;
+        if (bad)
+            fail_wrongtype(call->job[i].h, bad);
         call->job[i].h->syncs_open -= call->job[i].n;
+    }
     for (size_t i = 0; i < call->njobs; i++) {
         maybe_list_more(call->job[i].h);
         maybe_finish(call->job[i].h);
@@ -594,6 +640,14 @@ static void on_page_recorded(redisReply *reply, void *ud)
     held *h = pc->h;
     h->page_write = NULL;
     h->list_pending = 0;
+    const char *bad = wrongtype_key(reply);
+    if (bad) {
+        fail_wrongtype(h, bad);
+        drop_page(h->w, &pc->items);
+        free(pc);
+        maybe_finish(h);
+        return;
+    }
     h->list_streak = 0;
     h->pages_seen++;
     if (pc->last)
@@ -779,16 +833,23 @@ static void submit_list(held *h, uint64_t not_before_ms)
 
 /* ---- the end of a job ----------------------------------------------------- */
 
+static void retry_client_job(held *h);
+
 static void on_job_recorded(redisReply *reply, void *ud)
 {
     held *h = ud;
+    const char *bad = wrongtype_key(reply);
+    if (bad) {   /* nothing was written: the job is still ours to bury */
+        fail_wrongtype(h, bad);
+        h->finishing = 0;
+        retry_client_job(h);   /* list_failed 2: buried */
+        return;
+    }
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
         reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "done") == 0)
         log_info("run done", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run));
     release(h);
 }
-
-static void bury(held *h, const char *dead_letter, const char *reason);
 
 /* The write that ends a client job; it is released when Redis confirms. */
 static void send_job_end(held *h, progress_call *pc)

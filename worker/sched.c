@@ -252,6 +252,9 @@ static void on_rate_checked(rds *r, redisReply *reply, void *privdata)
         finish(o, API_RETRY, NULL, "shutdown", 1);
     } else if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         park(c, o, RATE_RETRY_MS);
+    } else if (reply->integer < 0) {
+        log_warn("rate-limit log held the wrong type, replaced by an empty one", LOG_STR("client", c->id));
+        park(c, o, 1);
     } else if (reply->integer > 0) {
         w->n.rate_waits++;
         park(c, o, (uint64_t)reply->integer);

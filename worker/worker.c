@@ -262,6 +262,18 @@ static void on_promoted(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
     worker *w = privdata;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        /* e.g. the retry set overwritten by another type while we run:
+         * said once, tried again every tick until somebody fixes it */
+        if (!w->promote_failing)
+            log_error("cannot promote due retries", LOG_STR("error", reply->str));
+        w->promote_failing = 1;
+        return;
+    }
+    if (reply && w->promote_failing)
+        log_info("promoting due retries again");
+    if (reply)
+        w->promote_failing = 0;
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= PROMOTE_BATCH)
         promote(w);   /* more are due: keep going */
 }
@@ -456,6 +468,8 @@ void wk_kick(worker *w)
         pop_more(w);
 }
 
+static void begin_stop(worker *w, uint64_t grace_ms);
+
 /* ---- Redis connection state ------------------------------------------------- */
 
 static void on_registered(rds *r, redisReply *reply, void *privdata)
@@ -486,6 +500,52 @@ static void register_worker(worker *w)
     rds_commandf(w->redis, on_registered, w, "SADD %s %s", workers, w->id);
 }
 
+/* Keys every job shares, and the type each must have. */
+static const struct shared_key {
+    keys_global key;
+    const char *type;
+} shared_keys[] = {
+    { KEYS_JOBS, "list" },  { KEYS_RETRY, "zset" },   { KEYS_DEAD, "list" },    { KEYS_DELIVERIES, "hash" },
+    { KEYS_STATS, "hash" }, { KEYS_WORKERS, "set" }, { KEYS_CLIENTS, "set" }, { KEYS_OUTBOX, "list" },
+};
+#define SHARED_KEYS (sizeof shared_keys / sizeof shared_keys[0])
+
+/* A shared key of another type means the prefix holds another program's
+ * data (or somebody's SET): nothing could be recorded safely, so the worker
+ * names the key once and exits 78 before it takes any job. A key of one
+ * client or run is checked where it is used (lib/keycall.lua). */
+static void on_key_types(rds *r, redisReply *reply, void *privdata)
+{
+    (void)r;
+    worker *w = privdata;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != SHARED_KEYS)
+        return;   /* the connection dropped: on_redis_state checks again */
+    for (size_t i = 0; i < SHARED_KEYS; i++) {
+        const redisReply *t = reply->element[i];
+        if (t->type != REDIS_REPLY_STATUS || strcmp(t->str, "none") == 0 || strcmp(t->str, shared_keys[i].type) == 0)
+            continue;
+        char key[KEYS_MAX_LEN];
+        keys_global_key(&w->keys, shared_keys[i].key, key, sizeof key);
+        log_error("a shared Redis key holds the wrong type (is ADSYNC_PREFIX used by other data?)",
+                  LOG_STR("key", key), LOG_STR("type", t->str), LOG_STR("expected", shared_keys[i].type));
+        w->exit_code = CFG_EXIT_CONFIG;
+        begin_stop(w, 0);
+        return;
+    }
+    register_worker(w);
+}
+
+static void check_key_types(worker *w)
+{
+    char key[KEYS_MAX_LEN];
+    rds_commandf(w->redis, NULL, NULL, "MULTI");
+    for (size_t i = 0; i < SHARED_KEYS; i++) {
+        keys_global_key(&w->keys, shared_keys[i].key, key, sizeof key);
+        rds_commandf(w->redis, NULL, NULL, "TYPE %s", key);
+    }
+    rds_commandf(w->redis, on_key_types, w, "EXEC");
+}
+
 /* Back after an outage: every heartbeat may have expired meanwhile through
  * no fault of its worker, and our peers reconnect a little before or after
  * us. Reaping them now would only duplicate their work: give them a lease
@@ -514,7 +574,7 @@ static void on_redis_state(rds *r, int connected, const char *reason, void *ud)
     if (rds_reconnects(r) > 0)
         w->n.redis_reconnects++;
     if (!w->registered) {
-        register_worker(w);   /* first connect, or the first one dropped before it was done */
+        check_key_types(w);   /* first connect, or the first one dropped before it registered */
     } else {
         heartbeat(w);
         hold_off_reaper(w);

@@ -114,6 +114,7 @@ struct worker {
     uv_signal_t sigterm, sigint;
     int stopping;            /* 1: draining in-flight work; 2: handing jobs back */
     int exit_code;
+    int promote_failing;     /* promote.lua answered an error; logged once */
     int closed;
 
     wk_counters n;           /* totals since start */

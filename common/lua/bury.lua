@@ -11,15 +11,21 @@
 -- ARGV[7] retention of ended runs (ms) ARGV[8] dead letters kept
 -- Returns 1, or 0 if the element was no longer held (somebody else owns it).
 
+-- @include lib/keycall.lua
 -- @include lib/retention.lua
 
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
 push_dead(KEYS[2], KEYS[4], ARGV[2], ARGV[8])
 if ARGV[3] ~= '' then redis.call('HDEL', KEYS[3], ARGV[3]) end
 redis.call('HINCRBY', KEYS[4], 'jobs_dead', 1)
+-- The run fails with the job; a run or client key of the wrong type (the
+-- reason the job may be here) is left as it is: the dead letter says why.
+local function release_active()
+  if kcall('GET', KEYS[6]) == ARGV[4] then kcall('DEL', KEYS[6]) end
+end
 if ARGV[4] ~= '' then
-  redis.call('HSET', KEYS[5], 'state', 'failed', 'last_error', ARGV[5], 'finished_at', ARGV[6])
-  if redis.call('GET', KEYS[6]) == ARGV[4] then redis.call('DEL', KEYS[6]) end
-  retain_ended_run(KEYS[5], KEYS[7], KEYS[8], ARGV[4], ARGV[6], ARGV[7])
+  catch_wrongtype(kcall, 'HSET', KEYS[5], 'state', 'failed', 'last_error', ARGV[5], 'finished_at', ARGV[6])
+  catch_wrongtype(release_active)
+  catch_wrongtype(retain_ended_run, KEYS[5], KEYS[7], KEYS[8], ARGV[4], ARGV[6], ARGV[7])
 end
 return 1

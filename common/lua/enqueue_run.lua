@@ -22,6 +22,7 @@
 -- Returns {"unknown"}                 the client is not registered
 --         {"skipped", <active run>}   a run is already queued or running
 --         {"queued", <run id>}        run created and job pushed
+-- @include lib/keycall.lua
 -- @include lib/retention.lua
 
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then
@@ -37,14 +38,13 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[5])
 redis.call('HSET', KEYS[3], 'client', ARGV[1], 'state', 'queued', 'next_page', '1',
            'listed', '0', 'synced', '0', 'retrying', '0', 'dead', '0',
            'enqueued_at', ARGV[4])
+local function expire_previous(previous)
+  local run = KEYS[3]:sub(1, #KEYS[3] - #ARGV[2]) .. previous
+  local ended = kcall('HGET', run, 'finished_at')
+  if ended then retain_ended_run(run, run .. ':items', KEYS[4], previous, ended, ARGV[7]) end
+end
 local previous = redis.call('GET', KEYS[4])
 redis.call('SET', KEYS[4], ARGV[2])
-if previous and previous ~= ARGV[2] then
-  local run = KEYS[3]:sub(1, #KEYS[3] - #ARGV[2]) .. previous
-  local ended = redis.call('HGET', run, 'finished_at')
-  if ended then
-    retain_ended_run(run, run .. ':items', KEYS[4], previous, ended, ARGV[7])
-  end
-end
+if previous and previous ~= ARGV[2] then catch_wrongtype(expire_previous, previous) end
 redis.call('LPUSH', KEYS[5], ARGV[3])
 return {'queued', ARGV[2]}

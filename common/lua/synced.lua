@@ -14,8 +14,10 @@
 -- ARGV[1] now (ms)   ARGV[2] number of runs   ARGV[3] retention of ended runs (ms)
 -- then per run: run id, cursor (page to resume from), client id or "" (no
 -- PostgreSQL sink, no outbox), n, then n times: campaign id, stored JSON
--- Returns each run's state after the call, in order.
+-- Returns each run's state after the call, in order ('wrongtype:<key>' for a
+-- run whose keys hold another type, lib/keycall.lua).
 
+-- @include lib/keycall.lua
 -- @include lib/retention.lua
 
 local now, runs, retention = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -32,18 +34,18 @@ local function record(run, items, campaigns, active, last_run, run_id, cursor, c
     end
   end
 
-  local r = redis.call('HMGET', run, 'state', 'next_page', 'listing_done')
+  local r = kcall('HMGET', run, 'state', 'next_page', 'listing_done')
   local state = r[1]
   if state == false or state == 'queued' then
     state = 'running'
-    redis.call('HSET', run, 'state', state, 'started_at', now, 'run', run_id)
+    kcall('HSET', run, 'state', state, 'started_at', now, 'run', run_id)
   end
-  if cursor > tonumber(r[2] or '1') then redis.call('HSET', run, 'next_page', cursor) end
+  if cursor > tonumber(r[2] or '1') then kcall('HSET', run, 'next_page', cursor) end
 
-  redis.call('HSET', campaigns, unpack(ARGV, first, last))   -- id, stored JSON, ...
+  kcall('HSET', campaigns, unpack(ARGV, first, last))   -- id, stored JSON, ...
   if #outbox > 0 then redis.call('RPUSH', KEYS[2], unpack(outbox)) end
 
-  local old = redis.call('HMGET', items, unpack(ids))
+  local old = kcall('HMGET', items, unpack(ids))
   local moved, listed, retrying, dead = {}, 0, 0, 0
   for i, id in ipairs(ids) do
     local was = old[i]
@@ -57,20 +59,20 @@ local function record(run, items, campaigns, active, last_run, run_id, cursor, c
   end
   if #moved == 0 then return state end
 
-  redis.call('HSET', items, unpack(moved))
-  local synced = redis.call('HINCRBY', run, 'synced', #moved / 2)
-  if listed > 0 then redis.call('HINCRBY', run, 'listed', listed) end
-  if retrying > 0 then redis.call('HINCRBY', run, 'retrying', -retrying) end
-  if dead > 0 then redis.call('HINCRBY', run, 'dead', -dead) end
+  kcall('HSET', items, unpack(moved))
+  local synced = kcall('HINCRBY', run, 'synced', #moved / 2)
+  if listed > 0 then kcall('HINCRBY', run, 'listed', listed) end
+  if retrying > 0 then kcall('HINCRBY', run, 'retrying', -retrying) end
+  if dead > 0 then kcall('HINCRBY', run, 'dead', -dead) end
   total = total + #moved / 2
 
   if state == 'running' and r[3] == '1' then
-    local c = redis.call('HMGET', run, 'listed', 'dead')
+    local c = kcall('HMGET', run, 'listed', 'dead')
     if tonumber(c[1] or '0') == synced + tonumber(c[2] or '0') then
       state = 'done'
-      redis.call('HSET', run, 'state', state, 'finished_at', now)
+      kcall('HSET', run, 'state', state, 'finished_at', now)
       retain_ended_run(run, items, last_run, run_id, now, retention)
-      if redis.call('GET', active) == run_id then redis.call('DEL', active) end
+      if kcall('GET', active) == run_id then kcall('DEL', active) end
       redis.call('HINCRBY', KEYS[1], 'runs_done', 1)
     end
   end
@@ -79,8 +81,11 @@ end
 
 for g = 0, runs - 1 do
   local k, n = 3 + 5 * g, tonumber(ARGV[a + 3])
-  states[#states + 1] = record(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
-                               ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], a + 4, n)
+  -- A run whose keys hold the wrong type fails alone; the others are
+  -- recorded (its partial writes do no harm: the worker buries its job).
+  local bad, state = catch_wrongtype(record, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
+                                     ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], a + 4, n)
+  states[#states + 1] = bad and ('wrongtype:' .. bad) or state
   a = a + 4 + 2 * n
 end
 if total > 0 then redis.call('HINCRBY', KEYS[1], 'campaigns_synced', total) end

@@ -6,10 +6,11 @@ credentials as long as `client add` accepts reach the platform uncut, and
 import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import TempDir, enqueue  # noqa: E402
+from harness import TempDir, enqueue, wait_until  # noqa: E402
 import workerlib as wl  # noqa: E402
 
 CLEAN = ("--sync-latency-ms", 0, "--rate-limit", 0, "--fail-every", 0, "--hang-every", 0)
@@ -124,6 +125,83 @@ class RedisInputTest(wl.SystemTest):
             self.assertIn("longer than 320 bytes", self.dead_reasons(env)["long"])
         finally:
             tmp.cleanup()
+
+    # -- wrong types in every key the worker reads (hardening, "What to build" 6) ------
+
+    def test_wrong_types_in_client_and_run_keys_end_that_job_once(self):
+        """Each client has one key of the wrong type. A cached token or a
+        rate-limit log that is not ours is replaced (one line each); a run
+        hash, items hash or campaigns hash that is not a hash ends that job
+        dead naming the key; the other clients and the drain finish."""
+        mock = self.mock("--clients", 7, "--campaigns", 3, *CLEAN)
+        env = wl.fast_env(self.redis, mock, ADSYNC_RATE_LIMIT=1000, ADSYNC_RATE_WINDOW_MS=1000)
+        ids = wl.register_clients(self.redis, 7)
+        self.assertEqual(enqueue(["sync", *ids], env).returncode, 0)
+        run = {cid: self.redis.cmd("GET", f"adsync:client:{cid}:last_run") for cid in ids}
+        self.redis.cmd("HSET", "adsync:client:client_1:token", "not", "a string")
+        for cid, key in (("client_2", f"adsync:run:{run['client_2']}"),
+                         ("client_3", f"adsync:run:{run['client_3']}:items"),
+                         ("client_4", "adsync:client:client_4:campaigns"),
+                         ("client_5", "adsync:client:client_5:ratelimit")):
+            self.redis.cmd("DEL", key)
+            self.redis.cmd("SET", key, "junk")
+        self.redis.cmd("HSET", "adsync:client:client_6:cooldown", "x", "1")
+        w = self.worker(env, "--drain")
+        self.assertEqual(w.wait(30), 0, "the drain ends: " + w.log()[-2000:])
+        log = w.log()
+
+        for cid in ("client_1", "client_5", "client_6", "client_7"):
+            wl.check_invariant(self, self.redis, cid, 3)
+        self.assertRegex(self.redis.cmd("GET", "adsync:client:client_1:token"), r"^[0-9a-f]{32}$")
+        self.assertEqual(log.count("cached token key holds the wrong type"), 1)
+        self.assertEqual(log.count("rate-limit log held the wrong type"), 1)
+
+        reasons = self.dead_reasons(env)
+        for cid, key in (("client_2", f"adsync:run:{run['client_2']}"),
+                         ("client_3", f"adsync:run:{run['client_3']}:items"),
+                         ("client_4", "adsync:client:client_4:campaigns")):
+            self.assertEqual(reasons.get(cid), f"Redis key {key} holds the wrong type", cid)
+        dead_lines = [line for line in log.splitlines() if '"job dead"' in line]
+        self.assertEqual(len(dead_lines), 3, dead_lines)
+        for cid in ("client_3", "client_4"):
+            self.assertEqual(wl.last_run(self.redis, cid)[1]["state"], "failed")
+        self.assertIsNone(self.redis.cmd("GET", "adsync:client:client_2:active_run"), "released")
+
+    def test_a_shared_key_of_the_wrong_type_stops_the_worker_at_start(self):
+        """The queues, the dead list, deliveries and stats are every job's:
+        one of the wrong type is named in one line and the worker exits 78
+        before it takes a job (nothing popped, nothing lost)."""
+        mock = self.mock("--clients", 1, *CLEAN)
+        env = wl.fast_env(self.redis, mock)
+        wl.register_clients(self.redis, 1)
+        self.assertEqual(enqueue(["sync", "client_1"], env).returncode, 0)
+        job = self.redis.cmd("LRANGE", "adsync:jobs", 0, -1)
+        for key, expected in (("adsync:retry", "zset"), ("adsync:dead", "list"), ("adsync:deliveries", "hash"),
+                              ("adsync:stats", "hash"), ("adsync:workers", "set"), ("adsync:outbox", "list")):
+            with self.subTest(key=key):
+                self.redis.cmd("DEL", key)
+                self.redis.cmd("SET", key, "junk")
+                w = self.worker(env)
+                self.assertEqual(w.wait(15), 78, w.log()[-2000:])
+                lines = [line for line in w.log().splitlines() if "holds the wrong type" in line]
+                self.assertEqual(len(lines), 1, lines)
+                self.assertEqual((json.loads(lines[0])["key"], json.loads(lines[0])["expected"]), (key, expected))
+                self.assertEqual(self.redis.cmd("LRANGE", "adsync:jobs", 0, -1), job, "nothing popped")
+                self.redis.cmd("DEL", key)
+
+    def test_retry_set_overwritten_while_running_is_logged_once(self):
+        mock = self.mock("--clients", 1, "--campaigns", 3, *CLEAN)
+        env = wl.fast_env(self.redis, mock)
+        ids = wl.register_clients(self.redis, 1)
+        w = self.worker(env)
+        wait_until(lambda: "worker registered" in w.log(), 10, "the worker to register")
+        self.redis.cmd("SET", "adsync:retry", "junk")
+        time.sleep(3.5)   # three promote ticks at least
+        enqueue(["sync", *ids], env)
+        wl.wait_runs_done(self.redis, ids, 20, workers=[w])
+        self.assertEqual(w.log().count("cannot promote due retries"), 1)
+        self.redis.cmd("DEL", "adsync:retry")
+        wait_until(lambda: "promoting due retries again" in w.log(), 5, "promote to recover")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
--- lib/retention.lua: included (embed_lua.cmake "@include") by every script
--- that ends a run or writes a dead letter, so Redis holds what the operator
--- configured and no more (DESIGN.md section 3; README "Retention").
+-- lib/retention.lua: included (embed_lua.cmake "@include", after
+-- lib/keycall.lua) by every script that ends a run or writes a dead letter,
+-- so Redis holds what the operator configured and no more (DESIGN.md
+-- section 3; README "Retention").
 
 -- A run that ended keeps its hash and items hash for `retention` ms after
 -- finished_at. Its client's newest run stays (status shows it) until a newer
 -- run is queued: enqueue_run.lua then expires it on the same clock.
 local function retain_ended_run(run, items, last_run, run_id, finished_at, retention)
-  if redis.call('GET', last_run) == run_id then return end
+  if kcall('GET', last_run) == run_id then return end
   local at = tonumber(finished_at) + tonumber(retention)
-  redis.call('PEXPIREAT', run, at)
-  redis.call('PEXPIREAT', items, at)
+  kcall('PEXPIREAT', run, at)
+  kcall('PEXPIREAT', items, at)
 end
 
 -- The dead list keeps its newest `cap` letters; older ones are trimmed and
