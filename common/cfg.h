@@ -83,6 +83,12 @@ typedef struct cfg {
 /* Loads and validates everything. 0 on success; -1 with err filled. */
 int cfg_load(cfg *c, const cfg_env *env, char *err, size_t errlen);
 
+/* Wipes the values of REDIS_URL and ADSYNC_PG_URL in this process's
+ * environment (they carry passwords; /proc/PID/environ and a memory dump
+ * would show them): call once the configuration is loaded, by a program
+ * that does not load it again. */
+void cfg_forget_env_secrets(void);
+
 /* Typed getters. An unset variable takes def, unless required, which makes
  * it an error. A variable set to the empty string is an error either way. */
 int cfg_get_u64(const cfg_env *env, const char *name, int required, uint64_t def,

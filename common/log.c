@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -19,9 +20,13 @@ static struct {
     log_level min_level;
     log_format format;
     int fd;
-    char *secrets[LOG_MAX_SECRETS];
+    struct secret {
+        unsigned char *masked;     /* the secret XOR pad: never kept in clear */
+        unsigned char *pad;        /* random, as long as the secret */
+        size_t len;
+    } secrets[LOG_MAX_SECRETS];
     size_t next_secret;            /* ring position of the next insert */
-} logger = { LOG_INFO, LOG_FORMAT_TEXT, 2, { 0 }, 0 };
+} logger = { LOG_INFO, LOG_FORMAT_TEXT, 2, { { 0 } }, 0 };
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -54,27 +59,61 @@ int log_enabled(log_level level)
     return level >= logger.min_level && level < LOG_OFF;
 }
 
+/* ---- registered secrets, kept XOR a random pad ----------------------------
+ * Masking needs the secret's bytes, but a copy in clear would be one more
+ * place a memory dump finds it: each is stored XOR a pad of its own and
+ * opened into a stack buffer only while a line is being masked. */
+
+static void secret_free(struct secret *s)
+{
+    free(s->masked);
+    free(s->pad);
+    *s = (struct secret){ 0 };
+}
+
+/* Writes the secret into out (len + 1 bytes) and returns out. */
+static char *secret_open(const struct secret *s, char *out)
+{
+    for (size_t i = 0; i < s->len; i++)
+        out[i] = (char)(s->masked[i] ^ s->pad[i]);
+    out[s->len] = '\0';
+    return out;
+}
+
+static int secret_is(const struct secret *s, const char *secret, size_t len)
+{
+    if (s->masked == NULL || s->len != len)
+        return 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < len; i++)
+        diff |= (unsigned char)((unsigned char)secret[i] ^ s->masked[i] ^ s->pad[i]);
+    return diff == 0;
+}
+
 void log_secret_add(const char *secret)
 {
-    if (secret == NULL || strlen(secret) < 4)
+    size_t len = secret ? strlen(secret) : 0;
+    if (len < 4 || len >= VALUE_MAX_BYTES)
         return;
     for (size_t i = 0; i < LOG_MAX_SECRETS; i++)
-        if (logger.secrets[i] && strcmp(logger.secrets[i], secret) == 0)
+        if (secret_is(&logger.secrets[i], secret, len))
             return;
-    char *copy = strdup(secret);
-    if (copy == NULL)
+    struct secret s = { malloc(len), malloc(len), len };
+    if (s.masked == NULL || s.pad == NULL || getrandom(s.pad, len, 0) != (ssize_t)len) {
+        secret_free(&s);
         return;
-    free(logger.secrets[logger.next_secret]);
-    logger.secrets[logger.next_secret] = copy;
+    }
+    for (size_t i = 0; i < len; i++)
+        s.masked[i] = (unsigned char)((unsigned char)secret[i] ^ s.pad[i]);
+    secret_free(&logger.secrets[logger.next_secret]);
+    logger.secrets[logger.next_secret] = s;
     logger.next_secret = (logger.next_secret + 1) % LOG_MAX_SECRETS;
 }
 
 void log_secret_clear(void)
 {
-    for (size_t i = 0; i < LOG_MAX_SECRETS; i++) {
-        free(logger.secrets[i]);
-        logger.secrets[i] = NULL;
-    }
+    for (size_t i = 0; i < LOG_MAX_SECRETS; i++)
+        secret_free(&logger.secrets[i]);
     logger.next_secret = 0;
 }
 
@@ -99,13 +138,16 @@ static size_t mask_span(char *buf, size_t cap, size_t start, size_t len)
 static void mask_registered(char *buf, size_t cap)
 {
     for (size_t i = 0; i < LOG_MAX_SECRETS; i++) {
-        const char *s = logger.secrets[i];
-        if (s == NULL)
+        const struct secret *sec = &logger.secrets[i];
+        if (sec->masked == NULL)
             continue;
-        size_t slen = strlen(s), pos = 0;
+        char s[VALUE_MAX_BYTES];
+        size_t pos = 0;
         char *hit;
+        secret_open(sec, s);
         while ((hit = strstr(buf + pos, s)) != NULL)
-            pos = mask_span(buf, cap, (size_t)(hit - buf), slen);
+            pos = mask_span(buf, cap, (size_t)(hit - buf), sec->len);
+        explicit_bzero(s, sizeof s);
     }
 }
 

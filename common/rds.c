@@ -60,7 +60,7 @@ struct rds_req {
 
 struct rds {
     uv_loop_t *loop;
-    cfg_redis_url url;
+    const cfg_redis_url *url;      /* borrowed (rds_options) */
     char name[32];               /* opt->name, for a debugger; the owner logs */
     uint64_t connect_timeout_ms;
     uint64_t command_timeout_ms;
@@ -215,8 +215,8 @@ static void on_ready(rds *r)
 /* Which step reply number n answers (replies come back in send order). */
 static enum hs_step hs_step_of(const rds *r, size_t n, size_t *script)
 {
-    size_t auth = r->url.password[0] ? 1 : 0;
-    size_t select = r->url.db != 0 ? 1 : 0;
+    size_t auth = r->url->password[0] ? 1 : 0;
+    size_t select = r->url->db != 0 ? 1 : 0;
     if (n < auth)
         return HS_AUTH;
     n -= auth;
@@ -278,21 +278,35 @@ static int hs_send(rds *r, int argc, const char **argv, const size_t *argvlen)
     return 0;
 }
 
+/* AUTH is formatted here and the buffer wiped once hiredis took it, so the
+ * password is not left behind in a freed command buffer (hiredis's own
+ * output buffer is freed unwiped once written; that copy we cannot reach). */
 static int hs_send_auth(rds *r)
 {
-    if (!r->url.password[0])
+    const cfg_redis_url *u = r->url;
+    if (!u->password[0])
         return 0;
-    if (!r->url.user[0])
-        return hs_send(r, 2, (const char *[]){ "AUTH", r->url.password }, NULL);
-    return hs_send(r, 3, (const char *[]){ "AUTH", r->url.user, r->url.password }, NULL);
+    const char *with_user[] = { "AUTH", u->user, u->password }, *alone[] = { "AUTH", u->password };
+    char *cmd = NULL;
+    int len = u->user[0] ? redisFormatCommandArgv(&cmd, 3, with_user, NULL)
+                         : redisFormatCommandArgv(&cmd, 2, alone, NULL);
+    if (len < 0)
+        return -1;
+    int rc = redisAsyncFormattedCommand(r->ac, on_handshake, r, cmd, (size_t)len);
+    explicit_bzero(cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    if (rc != REDIS_OK)
+        return -1;
+    r->hs_sent++;
+    return 0;
 }
 
 static int hs_send_select(rds *r)
 {
-    if (r->url.db == 0)
+    if (r->url->db == 0)
         return 0;
     char db[16];
-    snprintf(db, sizeof db, "%d", r->url.db);
+    snprintf(db, sizeof db, "%d", r->url->db);
     return hs_send(r, 2, (const char *[]){ "SELECT", db }, NULL);
 }
 
@@ -396,7 +410,7 @@ static void del_write(void *privdata) { set_events(privdata, 0, UV_WRITABLE); }
 static void connect_to(rds *r, const char *ip)
 {
     r->hs_error[0] = '\0';
-    redisAsyncContext *ac = redisAsyncConnect(ip, r->url.port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->url->port);
     if (ac == NULL) {
         conn_down(r, "out of memory");
         return;
@@ -456,7 +470,7 @@ static void maybe_free(rds *r)
 static void resolve_failed(rds *r, int status)
 {
     char reason[RDS_REASON_LEN];
-    snprintf(reason, sizeof reason, "cannot resolve %.100s: %s", r->url.host, uv_strerror(status));
+    snprintf(reason, sizeof reason, "cannot resolve %.100s: %s", r->url->host, uv_strerror(status));
     conn_down(r, reason);
 }
 
@@ -481,15 +495,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void attempt_start(rds *r)
 {
-    if (is_ip_literal(r->url.host)) {
-        connect_to(r, r->url.host);
+    if (is_ip_literal(r->url->host)) {
+        connect_to(r, r->url->host);
         return;
     }
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    int rc = uv_getaddrinfo(r->loop, &r->gai, on_resolved, r->url.host, NULL, &hints);
+    int rc = uv_getaddrinfo(r->loop, &r->gai, on_resolved, r->url->host, NULL, &hints);
     if (rc < 0) {
         resolve_failed(r, rc);
         return;
@@ -687,7 +701,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void rds_configure(rds *r, uv_loop_t *loop, const rds_options *opt)
 {
     r->loop = loop;
-    r->url = *opt->url;
+    r->url = opt->url;
     snprintf(r->name, sizeof r->name, "%s", opt->name ? opt->name : "redis");
     r->connect_timeout_ms = or_default(opt->connect_timeout_ms, 2000);
     r->command_timeout_ms = opt->command_timeout_ms;

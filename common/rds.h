@@ -38,7 +38,8 @@ typedef void rds_reply_fn(rds *r, redisReply *reply, void *privdata);
 typedef void rds_state_fn(rds *r, int connected, const char *reason, void *ud);
 
 typedef struct rds_options {
-    const cfg_redis_url *url;      /* copied */
+    const cfg_redis_url *url;      /* borrowed, must outlive the rds: the password
+                                      is kept in one place, not once per connection */
     const char *name;              /* for logs, e.g. "main" or "pop"; copied */
     uint64_t connect_timeout_ms;   /* default 2000 when 0 */
     uint64_t command_timeout_ms;   /* a reply older than this drops the connection; 0 = never */

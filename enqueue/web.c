@@ -489,6 +489,7 @@ int cli_web(int argc, char **argv)
     app a;
     if ((rc = app_open(&a)) != 0)
         return rc;
+    cfg_forget_env_secrets();   /* a long-lived process: the environment keeps no password */
     w.a = &a;
     unsigned char raw[CSRF_HEX / 2];
     randombytes_buf(raw, sizeof raw);

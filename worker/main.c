@@ -89,6 +89,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "adsync-worker: %s\n", err);
         return CFG_EXIT_CONFIG;
     }
+    cfg_forget_env_secrets();
     log_setup(c.log_level, c.log_format, 2);
     log_secret_add(c.redis.password);
     if (c.deprecated)
@@ -129,6 +130,9 @@ int main(int argc, char **argv)
         seal_keyring_free(seal);
         return 1;
     }
+    /* The worker keeps its own copy, the one reconnects use; this one goes. */
+    explicit_bzero(c.redis.password, sizeof c.redis.password);
+    explicit_bzero(c.pg_url, sizeof c.pg_url);
     wk_start(&w);
     uv_run(&loop, UV_RUN_DEFAULT);
     wm_close(metrics);
