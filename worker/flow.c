@@ -18,6 +18,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "policy.h"
 #include "scripts.h"
 #include "worker.h"
 
@@ -238,7 +239,7 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
 {
     worker *w = h->w;
     unsigned attempt = (h->job.type == JOB_CAMPAIGN ? h->job.attempt : 0) + 1;
-    int dead = permanent || attempt >= w->cfg.max_attempts;
+    pol_failure failure = permanent ? POL_PERMANENT : POL_TRANSIENT;
     char *json = campaign_job_json(h, c, attempt, error);
     char why[JOB_ERROR_MAX];
     if (json && strlen(json) > JOB_MAX_BYTES) {
@@ -258,21 +259,21 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
         free(json);
         json = campaign_job_json(h, &small, attempt, why);
         error = why;
-        dead = 1;
+        failure = POL_TOO_LARGE;
     }
     if (json == NULL) {
         h->aborted = 1;
         return;
     }
+    pol_decision d = pol_decide(&w->policy, failure, attempt, retry_after_ms, 0, backoff_unit_random());
+    int dead = d.action == POL_DEAD;
     uint64_t due = 0;
     if (dead) {
         w->n.campaigns_dead++;
         log_warn("campaign dead", LOG_STR("client", h->job.client), LOG_STR("campaign", c->id),
                  LOG_STR("run", h->job.run), LOG_INT("attempt", attempt), LOG_STR("error", error));
     } else {
-        uint64_t delay = backoff_ms(attempt, w->cfg.backoff_base_ms, w->cfg.backoff_max_ms,
-                                    backoff_unit_random());
-        due = backoff_due_ms(clock_wall_ms(), delay, retry_after_ms);
+        due = clock_wall_ms() + d.delay_ms;
         w->n.campaigns_retried++;
         log_info("campaign will be retried", LOG_STR("client", h->job.client), LOG_STR("campaign", c->id),
                  LOG_INT("attempt", attempt), LOG_INT("in_ms", (long long)(due - clock_wall_ms())),
@@ -735,15 +736,14 @@ static void list_failed(held *h, unsigned page, int permanent, unsigned long ret
     unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + ++h->list_streak;
     log_warn("page fetch failed", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_INT("page", page), LOG_INT("attempt", attempt), LOG_STR("error", h->list_error));
-    if (!permanent && attempt < w->cfg.max_attempts && !w->stopping) {
-        uint64_t delay = backoff_ms(attempt, w->cfg.backoff_base_ms, w->cfg.backoff_max_ms,
-                                    backoff_unit_random());
-        uint64_t wall = clock_wall_ms();
-        submit_list(h, clock_mono_ms() + (backoff_due_ms(wall, delay, retry_after_ms) - wall));
+    pol_decision d = pol_decide(&w->policy, permanent ? POL_PERMANENT : POL_TRANSIENT, attempt,
+                                retry_after_ms, 0, backoff_unit_random());
+    if (d.action == POL_RETRY && !w->stopping) {   /* in place, holding no slot meanwhile */
+        submit_list(h, clock_mono_ms() + d.delay_ms);
         return;
     }
     h->list_pending = 0;
-    h->list_failed = permanent || attempt >= w->cfg.max_attempts ? 2 : 1;
+    h->list_failed = d.action == POL_DEAD ? 2 : 1;   /* 1: stopping, back to the retry set */
     h->retry_after_ms = retry_after_ms;
     maybe_finish(h);
 }
@@ -868,7 +868,9 @@ static void retry_client_job(held *h)
      * 503 is not one failure away from dead (list_failed counted this one). */
     unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + h->list_streak;
     job_set_error(&h->job, h->list_error);
-    if (h->list_failed == 2 || attempt >= w->cfg.max_attempts) {
+    pol_decision d = pol_decide(&w->policy, h->list_failed == 2 ? POL_PERMANENT : POL_TRANSIENT, attempt,
+                                h->retry_after_ms, 0, backoff_unit_random());
+    if (d.action == POL_DEAD) {
         unsigned saved = h->job.attempt;
         h->job.attempt = attempt;
         char *json = job_serialize(&h->job);
@@ -886,8 +888,7 @@ static void retry_client_job(held *h)
         h->aborted = 1;
         return;
     }
-    uint64_t delay = backoff_ms(attempt, w->cfg.backoff_base_ms, w->cfg.backoff_max_ms, backoff_unit_random());
-    uint64_t due = backoff_due_ms(clock_wall_ms(), delay, h->retry_after_ms);
+    uint64_t due = clock_wall_ms() + d.delay_ms;
     progress_call pc;
     progress_begin(&pc, h);
     snprintf(pc.due, sizeof pc.due, "%llu", (unsigned long long)due);

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "policy.h"
 #include "worker.h"
 
 #define RATE_RETRY_MS 500         /* limiter unreachable: try again */
@@ -342,7 +343,8 @@ static void on_http_done(const http_result *res, void *ud)
     api_verdict v = api_classify(res->error, res->status);
     char why[512];
     api_describe_failure(res, NULL, why, sizeof why);
-    if (v == API_REAUTH && !o->reauthed) {
+    if (v == API_REAUTH &&
+        pol_decide(&w->policy, POL_AUTH_REJECTED, 0, 0, o->reauthed, 0).action == POL_RELOGIN) {
         o->reauthed = 1;
         push_head(c, o);
         cl_token_rejected(c, o->token_used);
@@ -351,8 +353,9 @@ static void on_http_done(const http_result *res, void *ud)
     } else if (v == API_RATE_LIMITED) {
         if (c->rate_limit > 0)
             rl_pad_on_429(&w->rate_pad, clock_mono_ms(), c->rate_window_ms);
-        unsigned long ms = api_retry_after_ms(res->retry_after_s, res->body, res->body_len);
-        start_cooldown(w, c, ms);
+        unsigned long asked = api_retry_after_ms(res->retry_after_s, res->body, res->body_len);
+        uint64_t ms = pol_decide(&w->policy, POL_RATE_LIMITED, 0, asked, 0, 0).delay_ms;
+        start_cooldown(w, c, (unsigned long)ms);
         park(c, o, ms);
     } else {
         finish(o, v, res, v == API_OK ? NULL : why, 0);

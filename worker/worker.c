@@ -754,6 +754,7 @@ int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, 
     keys_worker_key(&w->keys, w->id, w->heartbeat_key, sizeof w->heartbeat_key);
     snprintf(w->retention, sizeof w->retention, "%llu", (unsigned long long)c->retention_ms);
     snprintf(w->dead_max, sizeof w->dead_max, "%u", c->dead_max);
+    w->policy = (pol_limits){ c->max_attempts, c->backoff_base_ms, c->backoff_max_ms };
 
     uv_timer_t *timers[] = { &w->heartbeat_timer, &w->reaper_timer, &w->promote_timer,
                              &w->housekeeping_timer, &w->grace_timer };

@@ -25,6 +25,7 @@
 #include "http.h"
 #include "job.h"
 #include "keys.h"
+#include "policy.h"
 #include "ratepad.h"
 #include "rds.h"
 #include "seal.h"
@@ -123,6 +124,7 @@ struct worker {
     char processing_key[KEYS_MAX_LEN];
     char heartbeat_key[KEYS_MAX_LEN];
     char retention[24], dead_max[16];   /* cfg.retention_ms, cfg.dead_max as script arguments */
+    pol_limits policy;       /* policy.h: attempts and backoff, from cfg */
 };
 
 /* ---- worker.c ------------------------------------------------------------ */
