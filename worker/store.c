@@ -7,11 +7,12 @@
  * again once the connection is back. While Redis is away the HTTP work of
  * held jobs goes on and its results wait here, in memory; the scheduler stops
  * starting new work when the backlog passes ST_HIGH_WATER. */
+#include "store.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "worker.h"
 
 #define ST_WINDOW 512            /* writes in flight on the connection */
 #define ST_ERROR_RETRY_MS 1000
@@ -28,7 +29,10 @@ typedef struct write {
 } write;
 
 struct store {
-    worker *w;
+    uv_loop_t *loop;
+    rds *redis;
+    st_landed_fn *landed;
+    void *landed_ud;
     write *head, *tail;
     write *cursor;           /* every write before it is sent: flush starts here */
     size_t count, inflight;
@@ -43,13 +47,13 @@ static void on_retry_timer(uv_timer_t *t)
     flush(t->data);
 }
 
-store *st_new(worker *w)
+store *st_new(uv_loop_t *loop, rds *redis, st_landed_fn *landed, void *ud)
 {
     store *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->w = w;
-    uv_timer_init(w->loop, &s->retry_timer);
+    *s = (store){ .loop = loop, .redis = redis, .landed = landed, .landed_ud = ud };
+    uv_timer_init(loop, &s->retry_timer);
     s->retry_timer.data = s;
     return s;
 }
@@ -155,12 +159,12 @@ static void on_reply(rds *r, redisReply *reply, void *privdata)
         wr->done(reply, wr->ud);
     free_write(wr);
     flush(s);
-    wk_kick(s->w);
+    s->landed(s->landed_ud);
 }
 
 static void flush(store *s)
 {
-    rds *r = s->w->redis;
+    rds *r = s->redis;
     write *wr = s->cursor;
     for (; wr && s->inflight < ST_WINDOW; wr = wr->next) {
         if (wr->sent)

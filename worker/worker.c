@@ -468,6 +468,12 @@ void wk_kick(worker *w)
         pop_more(w);
 }
 
+/* A store write landed: a job may have ended, or the backlog shrunk. */
+static void on_write_landed(void *ud)
+{
+    wk_kick(ud);
+}
+
 static void begin_stop(worker *w, uint64_t grace_ms);
 
 /* ---- Redis connection state ------------------------------------------------- */
@@ -734,7 +740,7 @@ static int open_connections(worker *w)
     w->redis = rds_new(w->loop, &main_opt);
     w->pop = rds_new(w->loop, &pop_opt);
     w->http = http_client_new(w->loop, &hopt);
-    w->store = st_new(w);
+    w->store = st_new(w->loop, w->redis, on_write_landed, w);
     return w->redis && w->pop && w->http && w->store ? 0 : -1;
 }
 

@@ -29,12 +29,12 @@
 #include "ratepad.h"
 #include "rds.h"
 #include "seal.h"
+#include "store.h"
 
 typedef struct worker worker;
 typedef struct client client;
 typedef struct op op;
 typedef struct held held;
-typedef struct store store;
 typedef struct sink sink;
 
 /* Indices into the script table given to rds (worker.c). */
@@ -134,19 +134,6 @@ void wk_start(worker *w);
 /* Called when work finished somewhere, so popping/draining can move on. */
 void wk_kick(worker *w);
 void wk_count_http(worker *w, wk_endpoint ep, const http_result *res);
-
-/* ---- store.c: ordered script writes that survive Redis outages ---------- */
-/* done gets the reply (never NULL: transport failures are retried until the
- * write lands); an error reply is retried with backoff too. ud is the
- * caller's. */
-typedef void st_done_fn(redisReply *reply, void *ud);
-store *st_new(worker *w);
-void st_free(store *s);
-/* Queues one script call; every string is copied. argv = KEYS then ARGV. */
-int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
-              st_done_fn *done, void *ud);
-size_t st_backlog(const store *s);       /* writes not yet confirmed */
-void st_on_connected(store *s);          /* resend what is unconfirmed */
 
 /* ---- sink.c: the PostgreSQL sink (DESIGN.md §10) ------------------------ */
 /* Starts it (after registration, when cfg.pg_url is set): connects, checks

@@ -1,0 +1,33 @@
+/* store: the worker's ordered script writes that survive Redis outages (see
+ * store.c). Created from what it needs — the loop, the Redis connection and
+ * a callback for "a write landed, work may move on" — so it knows nothing
+ * of the worker above it. */
+#ifndef ADSYNC_WORKER_STORE_H
+#define ADSYNC_WORKER_STORE_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "rds.h"
+
+typedef struct store store;
+
+/* done gets the reply (never NULL: transport failures are retried until the
+ * write lands); an error reply is retried with backoff too. ud is the
+ * caller's. */
+typedef void st_done_fn(redisReply *reply, void *ud);
+
+/* Called after each write lands and its done ran (ud as given to st_new). */
+typedef void st_landed_fn(void *ud);
+
+/* loop and redis are borrowed and must outlive the store. NULL on OOM. */
+store *st_new(uv_loop_t *loop, rds *redis, st_landed_fn *landed, void *ud);
+/* Drops what is unconfirmed; the memory goes once libuv closed the timer. */
+void st_free(store *s);
+/* Queues one script call; every string is copied. argv = KEYS then ARGV. */
+int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+              st_done_fn *done, void *ud);
+size_t st_backlog(const store *s);       /* writes not yet confirmed */
+void st_on_connected(store *s);          /* resend what is unconfirmed */
+
+#endif
