@@ -647,9 +647,12 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         return 0;
     }
     if (!s) {
+        /* Out of memory: -1 would kill the whole multi handle (curl marks
+         * it dead and completes nothing again). Unwatched, this transfer
+         * ends at its timeout instead, and everything else goes on. */
         s = sock_open(c, fd);
         if (!s)
-            return -1;
+            return 0;
         curl_multi_assign(c->multi, fd, s);
     }
     return sock_watch(s, poll_events_for(what)) == 0 ? 0 : -1;

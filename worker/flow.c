@@ -111,9 +111,25 @@ static void progress_ends_job(progress_call *pc, held *h)
     pair(pc, "job_id", h->job.id);
 }
 
+/* Every store write made for h goes through here, so h->writes_out says
+ * whether an answer is still to come; each callback starts with written(). */
+static int job_write(held *h, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+                     st_done_fn *done, void *ud)
+{
+    if (st_script(h->w->store, script, nkeys, argc, argv, lens, done, ud) < 0)
+        return -1;
+    h->writes_out++;
+    return 0;
+}
+
+static void written(held *h)
+{
+    h->writes_out--;
+}
+
 static int progress_send(progress_call *pc, held *h, st_done_fn *done, void *ud)
 {
-    return st_script(h->w->store, SCRIPT_PROGRESS, PROGRESS_KEYS, pc->argc, pc->argv, pc->lens, done, ud);
+    return job_write(h, SCRIPT_PROGRESS, PROGRESS_KEYS, pc->argc, pc->argv, pc->lens, done, ud);
 }
 
 /* ---- outcomes of one campaign ---------------------------------------------- */
@@ -158,6 +174,7 @@ static void fail_wrongtype(held *h, const char *key)
 static void on_outcome_recorded(redisReply *reply, void *ud)
 {
     held *h = ud;
+    written(h);
     const char *bad = wrongtype_key(reply);
     if (h->job.type == JOB_CAMPAIGN) {
         if (bad)
@@ -327,6 +344,7 @@ static void on_batch_recorded(redisReply *reply, void *ud)
     worker *w = call->job[0].h->w;
     call_unlink(w, call);
     for (size_t i = 0; i < call->njobs; i++) {
+        written(call->job[i].h);
         const char *bad = reply->type == REDIS_REPLY_ARRAY && i < reply->elements
                               ? wrongtype_key(reply->element[i]) : NULL;
         if (bad)
@@ -405,18 +423,23 @@ static void call_send(worker *w, batch_call *call)
         argv[i] = key[i];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    if (st_script(w->store, SCRIPT_SYNCED, nkeys, argc, argv, lens, on_batch_recorded, call) < 0) {
-        for (size_t j = 0; j < call->njobs; j++)
-            call->job[j].h->aborted = 1;   /* the outcomes are lost to Redis: handed back, re-synced */
-        free(call);
-    } else {
-        call->next = w->calls;
-        if (w->calls)
-            w->calls->prev = call;
-        w->calls = call;
+    int sent = st_script(w->store, SCRIPT_SYNCED, nkeys, argc, argv, lens, on_batch_recorded, call) == 0;
+    for (size_t j = 0; j < call->njobs; j++) {
+        held *h = call->job[j].h;
+        batch_clear(h);
+        if (sent)
+            h->writes_out++;   /* one call, many jobs: not through job_write */
+        else
+            h->aborted = 1;    /* the outcomes are lost to Redis: handed back, synced again */
     }
-    for (size_t j = 0; j < call->njobs; j++)
-        batch_clear(call->job[j].h);
+    if (!sent) {
+        free(call);
+        return;
+    }
+    call->next = w->calls;
+    if (w->calls)
+        w->calls->prev = call;
+    w->calls = call;
 }
 
 void fl_flush_batches(worker *w)
@@ -531,6 +554,7 @@ static void page_est_update(worker *w, size_t body_len)
 
 static void free_op(op *o)
 {
+    o->owner->ops_out--;
     o->owner->w->page_bytes -= o->campaign.json_len;
     free(o->campaign.id);
     free(o->campaign.json);
@@ -591,6 +615,7 @@ static op *new_op(held *h, op_kind kind, unsigned page)
     o->client = h->client;
     o->owner = h;
     o->page = page;
+    h->ops_out++;
     return o;
 }
 
@@ -639,6 +664,7 @@ static void on_page_recorded(redisReply *reply, void *ud)
 {
     page_ctx *pc = ud;
     held *h = pc->h;
+    written(h);
     h->page_write = NULL;
     h->list_pending = 0;
     const char *bad = wrongtype_key(reply);
@@ -709,7 +735,7 @@ static void record_page(held *h, unsigned page, api_page *items)
         argv[argc] = ctx->items.items[i].id;
         lens[argc++] = ctx->items.items[i].id_len;
     }
-    if (st_script(w->store, SCRIPT_PROGRESS, PROGRESS_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
+    if (job_write(h, SCRIPT_PROGRESS, PROGRESS_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
         drop_page(w, &ctx->items);
         free(ctx);
         h->aborted = 1;
@@ -796,6 +822,8 @@ static void on_list_done(op *o, const op_result *res)
 static void maybe_list_more(held *h)
 {
     worker *w = h->w;
+    if (h->job.type != JOB_CLIENT || h->client == NULL || h->next_page == 0)
+        return;   /* not a client job, or not begun (begin_client_job sets next_page) */
     size_t ahead = 2 * (size_t)(h->client->page_size > 0 ? h->client->page_size : w->cfg.page_size);
     if (ahead < 2 * (size_t)w->cfg.client_concurrency)
         ahead = 2 * (size_t)w->cfg.client_concurrency;
@@ -838,6 +866,7 @@ static void retry_client_job(held *h);
 static void on_job_recorded(redisReply *reply, void *ud)
 {
     held *h = ud;
+    written(h);
     const char *bad = wrongtype_key(reply);
     if (bad) {   /* nothing was written: the job is still ours to bury */
         fail_wrongtype(h, bad);
@@ -928,6 +957,7 @@ static void maybe_finish(held *h)
 static void on_buried(redisReply *reply, void *ud)
 {
     (void)reply;
+    written(ud);
     release(ud);
 }
 
@@ -964,8 +994,49 @@ static void bury(held *h, const char *dead_letter, const char *reason)
     log_warn("job dead", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_STR("job", h->job.id), LOG_STR("error", reason));
     h->finishing = 1;
-    if (st_script(w->store, SCRIPT_BURY, 8, 16, argv, lens, on_buried, h) < 0)
+    if (job_write(h, SCRIPT_BURY, 8, 16, argv, lens, on_buried, h) < 0) {
+        h->finishing = 0;
         h->aborted = 1;
+    }
+}
+
+/* ---- aborted jobs --------------------------------------------------------- */
+
+static void on_handed_back(redisReply *reply, void *ud)
+{
+    (void)reply;
+    written(ud);
+    release(ud);
+}
+
+/* Back to the jobs list, where it is popped next (unpop.lua): its runs
+ * resume from their cursor, and a job that cannot be carried out time and
+ * again ends dead as poison. */
+static void hand_back(held *h)
+{
+    worker *w = h->w;
+    char jobs[KEYS_MAX_LEN];
+    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    const char *argv[] = { w->processing_key, jobs, h->elem };
+    const size_t lens[] = { strlen(w->processing_key), strlen(jobs), h->elem_len };
+    if (job_write(h, SCRIPT_UNPOP, 2, 3, argv, lens, on_handed_back, h) < 0)
+        return;   /* out of memory again: the next sweep tries again */
+    h->finishing = 1;
+    w->n.jobs_handed_back++;
+    log_warn("job handed back: a step could not be carried out", LOG_STR("client", h->job.client),
+             LOG_STR("run", h->job.run), LOG_STR("job", h->job.id));
+}
+
+void fl_hand_back_aborted(worker *w)
+{
+    if (w->stopping)
+        return;   /* the stop hands every job back */
+    for (held *h = w->jobs, *next; h; h = next) {
+        next = h->next;
+        if (h->aborted && !h->finishing && h->ops_out == 0 && h->writes_out == 0 && !h->in_dirty &&
+            h->nbatch == 0 && h->page_write == NULL)
+            hand_back(h);
+    }
 }
 
 /* A dead letter for a job that could not even be parsed keeps the raw text,

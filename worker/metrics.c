@@ -77,6 +77,8 @@ static const struct {
     C("adsync_jobs_recovered_total", jobs_recovered,
       "Jobs taken back from dead workers' processing lists by this worker's reaper."),
     C("adsync_jobs_popped_total", jobs_popped, "Jobs popped from the jobs list."),
+    C("adsync_jobs_handed_back_total", jobs_handed_back,
+      "Jobs given back to the jobs list while running, after a step that could not be carried out (out of memory)."),
     C("adsync_campaigns_invalid_total", campaigns_invalid,
       "Listed campaigns rejected before any request (bad id); also counted as dead."),
     C("adsync_pg_rows_written_total", pg_rows_written, "Rows the PostgreSQL sink committed."),

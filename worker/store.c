@@ -169,9 +169,13 @@ static void flush(store *s)
     for (; wr && s->inflight < ST_WINDOW; wr = wr->next) {
         if (wr->sent)
             continue;
-        if (!rds_is_connected(r) ||
-            rds_script(r, (size_t)wr->script, on_reply, wr, wr->nkeys, wr->argc, wr->argv, wr->lens) < 0)
+        if (!rds_is_connected(r))
+            break;   /* st_on_connected sends it */
+        if (rds_script(r, (size_t)wr->script, on_reply, wr, wr->nkeys, wr->argc, wr->argv, wr->lens) < 0) {
+            /* out of memory: nothing else may come along to flush again */
+            uv_timer_start(&s->retry_timer, on_retry_timer, ST_ERROR_RETRY_MS, 0);
             break;
+        }
         wr->sent = 1;
         s->inflight++;
     }

@@ -334,6 +334,7 @@ static void on_housekeeping(uv_timer_t *t)
     else
         check_drained(w);
     fl_resume_lists(w);
+    fl_hand_back_aborted(w);
     pop_more(w);
 }
 

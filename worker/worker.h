@@ -66,6 +66,7 @@ typedef struct wk_counters {
     uint64_t auth_requests, rate_waits, token_refreshes;
     uint64_t campaigns_synced, campaigns_retried, campaigns_dead, campaigns_invalid;
     uint64_t jobs_done, jobs_retried, jobs_dead, jobs_recovered, jobs_popped;
+    uint64_t jobs_handed_back;   /* after a step that could not be carried out (flow.c) */
     uint64_t redis_reconnects;
     uint64_t pg_rows_written, pg_rows_dead, pg_batches, pg_reconnects;   /* sink.c */
     uint64_t http_by[WK_EP_COUNT][WK_HTTP_CLASSES];
@@ -276,7 +277,10 @@ struct held {
     size_t npages, pages_cap;
     size_t syncs_open;       /* sync ops not yet recorded */
     int finishing;
-    int aborted;             /* some work was cut by shutdown: hand the job back */
+    int aborted;             /* a step could not be carried out (shutdown, out of memory):
+                                once nothing of it is in flight the job is handed back */
+    unsigned ops_out;        /* its HTTP ops not yet freed */
+    unsigned writes_out;     /* its store writes not yet answered */
     int starting;            /* counted in w->starting until its first request is queued */
     struct synced_item { char *id; size_t id_len; char *stored; } *batch;   /* synced, not yet sent */
     size_t nbatch, batch_cap;
@@ -294,6 +298,9 @@ void fl_flush_batches(worker *w);
 /* Lists that waited for the page budget go on once it has room again
  * (housekeeping calls it). */
 void fl_resume_lists(worker *w);
+/* Hands back every aborted job that has nothing in flight (housekeeping
+ * calls it): such a job is never left holding its place. */
+void fl_hand_back_aborted(worker *w);
 
 /* ---- metrics.c: /metrics and /healthz on ADSYNC_METRICS_ADDR -------------- */
 typedef struct wm_endpoint wm_endpoint;
