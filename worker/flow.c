@@ -19,10 +19,11 @@
 #include "clock.h"
 #include "log.h"
 #include "policy.h"
+#include "progress.h"
 #include "scripts.h"
 #include "worker.h"
 
-#define MAX_ARGS 56   /* 11 keys + every name/value pair progress.lua knows */
+#define MAX_ARGS (PR_KEYS + 2 * PR_ARGS)   /* every key and every pair progress.lua knows */
 
 static void release(held *h);
 static void maybe_finish(held *h);
@@ -30,25 +31,24 @@ static void maybe_list_more(held *h);
 
 /* ---- keys and arguments for progress.lua -------------------------------- */
 
-/* The keys progress.lua declares, in its order. */
-#define PROGRESS_KEYS 11
+/* The keys progress.lua declares, in its order (progress.h). */
 typedef struct progress_keys {
-    char k[PROGRESS_KEYS][KEYS_MAX_LEN];
+    char k[PR_KEYS][KEYS_MAX_LEN];
 } progress_keys;
 
 static void progress_keys_for(worker *w, const job *j, progress_keys *pk)
 {
-    keys_run_key(&w->keys, j->run, pk->k[0], KEYS_MAX_LEN);
-    keys_run_items_key(&w->keys, j->run, pk->k[1], KEYS_MAX_LEN);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_CAMPAIGNS, pk->k[2], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_STATS, pk->k[3], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_RETRY, pk->k[4], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_DEAD, pk->k[5], KEYS_MAX_LEN);
-    snprintf(pk->k[6], KEYS_MAX_LEN, "%s", w->processing_key);
-    keys_global_key(&w->keys, KEYS_DELIVERIES, pk->k[7], KEYS_MAX_LEN);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->k[8], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_OUTBOX, pk->k[9], KEYS_MAX_LEN);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_LAST_RUN, pk->k[10], KEYS_MAX_LEN);
+    keys_run_key(&w->keys, j->run, pk->k[PR_RUN], KEYS_MAX_LEN);
+    keys_run_items_key(&w->keys, j->run, pk->k[PR_ITEMS], KEYS_MAX_LEN);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_CAMPAIGNS, pk->k[PR_CAMPAIGNS], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_STATS, pk->k[PR_STATS], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_RETRY, pk->k[PR_RETRY], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_DEAD, pk->k[PR_DEAD], KEYS_MAX_LEN);
+    snprintf(pk->k[PR_PROCESSING], KEYS_MAX_LEN, "%s", w->processing_key);
+    keys_global_key(&w->keys, KEYS_DELIVERIES, pk->k[PR_DELIVERIES], KEYS_MAX_LEN);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->k[PR_ACTIVE_RUN], KEYS_MAX_LEN);
+    keys_global_key(&w->keys, KEYS_OUTBOX, pk->k[PR_OUTBOX], KEYS_MAX_LEN);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_LAST_RUN, pk->k[PR_LAST_RUN], KEYS_MAX_LEN);
 }
 
 /* A progress.lua call being assembled: keys, then name/value pairs. */
@@ -67,9 +67,10 @@ static void arg(progress_call *pc, const char *s, size_t len)
     pc->argc++;
 }
 
-static void pair(progress_call *pc, const char *name, const char *value)
+/* One ARGV pair of progress.lua, by its name in progress.h. */
+static void pair(progress_call *pc, pr_arg name, const char *value)
 {
-    arg(pc, name, strlen(name));
+    arg(pc, pr_arg_names[name], strlen(pr_arg_names[name]));
     arg(pc, value, strlen(value));
 }
 
@@ -86,29 +87,29 @@ static void progress_begin(progress_call *pc, held *h)
     worker *w = h->w;
     memset(pc, 0, sizeof *pc);
     progress_keys_for(w, &h->job, &pc->keys);
-    for (int i = 0; i < PROGRESS_KEYS; i++)
+    for (int i = 0; i < PR_KEYS; i++)
         arg(pc, pc->keys.k[i], strlen(pc->keys.k[i]));
     snprintf(pc->now, sizeof pc->now, "%llu", (unsigned long long)clock_wall_ms());
-    pair(pc, "now", pc->now);
-    pair(pc, "run", h->job.run);
-    pair(pc, "retention", w->retention);
-    pair(pc, "dead_cap", w->dead_max);
+    pair(pc, PR_NOW, pc->now);
+    pair(pc, PR_RUN_ID, h->job.run);
+    pair(pc, PR_RETENTION, w->retention);
+    pair(pc, PR_DEAD_CAP, w->dead_max);
     if (h->job.type == JOB_CLIENT) {
         snprintf(pc->cursor, sizeof pc->cursor, "%u", cursor_of(h));
-        pair(pc, "cursor", pc->cursor);
+        pair(pc, PR_CURSOR, pc->cursor);
     }
     if (w->cfg.pg_url[0]) {   /* stored campaigns also go to the PostgreSQL sink's outbox */
-        pair(pc, "outbox", "1");
-        pair(pc, "client", h->job.client);
+        pair(pc, PR_OUTBOX_ON, "1");
+        pair(pc, PR_CLIENT, h->job.client);
     }
 }
 
 /* Adds "elem"/"job_id": this write also ends the job. */
 static void progress_ends_job(progress_call *pc, held *h)
 {
-    arg(pc, "elem", 4);
+    arg(pc, pr_arg_names[PR_ELEM], strlen(pr_arg_names[PR_ELEM]));
     arg(pc, h->elem, h->elem_len);
-    pair(pc, "job_id", h->job.id);
+    pair(pc, PR_JOB_ID, h->job.id);
 }
 
 /* Every store write made for h goes through here, so h->writes_out says
@@ -129,7 +130,7 @@ static void written(held *h)
 
 static int progress_send(progress_call *pc, held *h, st_done_fn *done, void *ud)
 {
-    return job_write(h, SCRIPT_PROGRESS, PROGRESS_KEYS, pc->argc, pc->argv, pc->lens, done, ud);
+    return job_write(h, SCRIPT_PROGRESS, PR_KEYS, pc->argc, pc->argv, pc->lens, done, ud);
 }
 
 /* ---- outcomes of one campaign ---------------------------------------------- */
@@ -224,26 +225,26 @@ static char *campaign_job_json(held *h, const api_campaign *c, unsigned attempt,
 }
 
 /* Records what happened to one campaign. outcome: synced | retry | dead. */
-static void record_outcome(held *h, unsigned page, const api_campaign *c, const char *outcome,
+static void record_outcome(held *h, unsigned page, const api_campaign *c, pr_outcome outcome,
                            const char *payload, uint64_t due_ms)
 {
     progress_call pc;
     if (h->job.type == JOB_CLIENT)
         page_done_one(h, page);
     progress_begin(&pc, h);
-    arg(&pc, "campaign", 8);
+    arg(&pc, pr_arg_names[PR_CAMPAIGN], strlen(pr_arg_names[PR_CAMPAIGN]));
     arg(&pc, c->id, c->id_len);
-    pair(&pc, "outcome", outcome);
-    pair(&pc, strcmp(outcome, "synced") == 0 ? "stored" : "job", payload);
+    pair(&pc, PR_OUTCOME, pr_outcome_names[outcome]);
+    pair(&pc, outcome == PR_SYNCED ? PR_STORED : PR_JOB, payload);
     if (due_ms) {
         snprintf(pc.due, sizeof pc.due, "%llu", (unsigned long long)due_ms);
-        pair(&pc, "due", pc.due);
+        pair(&pc, PR_DUE, pc.due);
     }
     if (h->job.type == JOB_CAMPAIGN) {
         progress_ends_job(&pc, h);
-        h->w->n.jobs_by[JOB_CAMPAIGN][strcmp(outcome, "synced") == 0  ? WK_JOB_DONE
-                                      : strcmp(outcome, "retry") == 0 ? WK_JOB_RETRIED
-                                                                      : WK_JOB_DEAD]++;
+        h->w->n.jobs_by[JOB_CAMPAIGN][outcome == PR_SYNCED    ? WK_JOB_DONE
+                                      : outcome == PR_RETRIED ? WK_JOB_RETRIED
+                                                              : WK_JOB_DEAD]++;
     }
     if (progress_send(&pc, h, on_outcome_recorded, h) < 0) {
         log_error("out of memory recording an outcome", LOG_STR("client", h->job.client));
@@ -296,7 +297,7 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
                  LOG_INT("attempt", attempt), LOG_INT("in_ms", (long long)(due - clock_wall_ms())),
                  LOG_STR("error", error));
     }
-    record_outcome(h, page, c, dead ? "dead" : "retry", json, due);
+    record_outcome(h, page, c, dead ? PR_DEAD_LETTERED : PR_RETRIED, json, due);
     free(json);
 }
 
@@ -580,7 +581,7 @@ static void on_sync_done(op *o, const op_result *res)
             add_synced(h, o->page, &o->campaign, stored);
         } else if (stored) {
             h->w->n.campaigns_synced++;
-            record_outcome(h, o->page, &o->campaign, "synced", stored, 0);
+            record_outcome(h, o->page, &o->campaign, PR_SYNCED, stored, 0);
             free(stored);
         } else {
             h->aborted = 1;
@@ -706,7 +707,7 @@ static void record_page(held *h, unsigned page, api_page *items)
 {
     worker *w = h->w;
     page_ctx *ctx = calloc(1, sizeof *ctx);
-    size_t argc_max = 40 + items->n;
+    size_t argc_max = MAX_ARGS + 1 + items->n;   /* the pairs, "ids", the ids */
     progress_call *pc = malloc(sizeof *pc);
     const char **argv = malloc(argc_max * sizeof *argv);
     size_t *lens = malloc(argc_max * sizeof *lens);
@@ -725,7 +726,7 @@ static void record_page(held *h, unsigned page, api_page *items)
 
     progress_begin(pc, h);
     if (ctx->last)
-        pair(pc, "listing_done", "1");
+        pair(pc, PR_LISTING_DONE, "1");
     memcpy(argv, pc->argv, (size_t)pc->argc * sizeof *argv);
     memcpy(lens, pc->lens, (size_t)pc->argc * sizeof *lens);
     int argc = pc->argc;
@@ -735,7 +736,7 @@ static void record_page(held *h, unsigned page, api_page *items)
         argv[argc] = ctx->items.items[i].id;
         lens[argc++] = ctx->items.items[i].id_len;
     }
-    if (job_write(h, SCRIPT_PROGRESS, PROGRESS_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
+    if (job_write(h, SCRIPT_PROGRESS, PR_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
         drop_page(w, &ctx->items);
         free(ctx);
         h->aborted = 1;
@@ -921,9 +922,9 @@ static void retry_client_job(held *h)
     progress_call pc;
     progress_begin(&pc, h);
     snprintf(pc.due, sizeof pc.due, "%llu", (unsigned long long)due);
-    pair(&pc, "disposition", "retry");
-    pair(&pc, "job", json);
-    pair(&pc, "due", pc.due);
+    pair(&pc, PR_DISPOSITION, "retry");
+    pair(&pc, PR_JOB, json);
+    pair(&pc, PR_DUE, pc.due);
     progress_ends_job(&pc, h);
     w->n.jobs_retried++;
     w->n.jobs_by[JOB_CLIENT][WK_JOB_RETRIED]++;
@@ -945,7 +946,7 @@ static void maybe_finish(held *h)
         return;
     progress_call pc;
     progress_begin(&pc, h);
-    pair(&pc, "listing_done", "1");
+    pair(&pc, PR_LISTING_DONE, "1");
     progress_ends_job(&pc, h);
     h->w->n.jobs_done++;
     h->w->n.jobs_by[JOB_CLIENT][WK_JOB_DONE]++;
@@ -1134,7 +1135,7 @@ static void on_delivery_counted(rds *r, redisReply *reply, void *privdata)
         char *json = job_serialize(&h->job);
         log_warn("job dead", LOG_STR("client", h->job.client), LOG_STR("job", h->job.id),
                  LOG_STR("error", reason));
-        record_outcome(h, 0, &c, "dead", json ? json : h->elem, 0);
+        record_outcome(h, 0, &c, PR_DEAD_LETTERED, json ? json : h->elem, 0);
         free(json);
         return;
     }
