@@ -26,6 +26,7 @@ typedef enum {
     KEYS_DELIVERIES,   /* hash: job id -> times popped */
     KEYS_OUTBOX,       /* list: results for the PostgreSQL sink */
     KEYS_STATS,        /* hash of global counters */
+    KEYS_GLOBAL_COUNT
 } keys_global;
 
 typedef enum {

@@ -31,24 +31,32 @@ static void maybe_list_more(held *h);
 
 /* ---- keys and arguments for progress.lua -------------------------------- */
 
-/* The keys progress.lua declares, in its order (progress.h). */
+/* The keys progress.lua declares, in its order (progress.h): the shared
+ * ones are the worker's, built at start; the job's are built here. */
 typedef struct progress_keys {
-    char k[PR_KEYS][KEYS_MAX_LEN];
+    const char *k[PR_KEYS];
+    char run[KEYS_MAX_LEN], items[KEYS_MAX_LEN], campaigns[KEYS_MAX_LEN], active[KEYS_MAX_LEN];
+    char last_run[KEYS_MAX_LEN];
 } progress_keys;
 
 static void progress_keys_for(worker *w, const job *j, progress_keys *pk)
 {
-    keys_run_key(&w->keys, j->run, pk->k[PR_RUN], KEYS_MAX_LEN);
-    keys_run_items_key(&w->keys, j->run, pk->k[PR_ITEMS], KEYS_MAX_LEN);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_CAMPAIGNS, pk->k[PR_CAMPAIGNS], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_STATS, pk->k[PR_STATS], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_RETRY, pk->k[PR_RETRY], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_DEAD, pk->k[PR_DEAD], KEYS_MAX_LEN);
-    snprintf(pk->k[PR_PROCESSING], KEYS_MAX_LEN, "%s", w->processing_key);
-    keys_global_key(&w->keys, KEYS_DELIVERIES, pk->k[PR_DELIVERIES], KEYS_MAX_LEN);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->k[PR_ACTIVE_RUN], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_OUTBOX, pk->k[PR_OUTBOX], KEYS_MAX_LEN);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_LAST_RUN, pk->k[PR_LAST_RUN], KEYS_MAX_LEN);
+    keys_run_key(&w->keys, j->run, pk->run, sizeof pk->run);
+    keys_run_items_key(&w->keys, j->run, pk->items, sizeof pk->items);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_CAMPAIGNS, pk->campaigns, sizeof pk->campaigns);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->active, sizeof pk->active);
+    keys_client_key(&w->keys, j->client, KEYS_CLIENT_LAST_RUN, pk->last_run, sizeof pk->last_run);
+    pk->k[PR_RUN] = pk->run;
+    pk->k[PR_ITEMS] = pk->items;
+    pk->k[PR_CAMPAIGNS] = pk->campaigns;
+    pk->k[PR_STATS] = wk_key(w, KEYS_STATS);
+    pk->k[PR_RETRY] = wk_key(w, KEYS_RETRY);
+    pk->k[PR_DEAD] = wk_key(w, KEYS_DEAD);
+    pk->k[PR_PROCESSING] = w->processing_key;
+    pk->k[PR_DELIVERIES] = wk_key(w, KEYS_DELIVERIES);
+    pk->k[PR_ACTIVE_RUN] = pk->active;
+    pk->k[PR_OUTBOX] = wk_key(w, KEYS_OUTBOX);
+    pk->k[PR_LAST_RUN] = pk->last_run;
 }
 
 /* A progress.lua call being assembled: keys, then name/value pairs. */
@@ -394,8 +402,6 @@ static void call_send(worker *w, batch_call *call)
     char key[SYNCED_MAX_KEYS][KEYS_MAX_LEN];   /* the store copies every argument */
     char now[24], runs[16], nums[SYNCED_CALL_JOBS][2][24];
     int nkeys = 2 + SYNCED_KEYS_PER_JOB * (int)call->njobs, argc = nkeys;
-    keys_global_key(&w->keys, KEYS_STATS, key[0], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_OUTBOX, key[1], KEYS_MAX_LEN);
     snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
     snprintf(runs, sizeof runs, "%zu", call->njobs);
     argv[argc++] = now;
@@ -420,7 +426,9 @@ static void call_send(worker *w, batch_call *call)
             argv[argc++] = h->batch[i].stored;
         }
     }
-    for (int i = 0; i < nkeys; i++)
+    argv[0] = wk_key(w, KEYS_STATS);
+    argv[1] = wk_key(w, KEYS_OUTBOX);
+    for (int i = 2; i < nkeys; i++)
         argv[i] = key[i];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
@@ -966,12 +974,8 @@ static void on_buried(redisReply *reply, void *ud)
 static void bury(held *h, const char *dead_letter, const char *reason)
 {
     worker *w = h->w;
-    char dead[KEYS_MAX_LEN], deliveries[KEYS_MAX_LEN], stats[KEYS_MAX_LEN];
     char run[KEYS_MAX_LEN] = "", active[KEYS_MAX_LEN] = "", now[24];
     char items[KEYS_MAX_LEN] = "", last_run[KEYS_MAX_LEN] = "";
-    keys_global_key(&w->keys, KEYS_DEAD, dead, sizeof dead);
-    keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
-    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
     int has_run = h->job.run[0] != '\0';
     if (has_run) {
         keys_run_key(&w->keys, h->job.run, run, sizeof run);
@@ -979,14 +983,14 @@ static void bury(held *h, const char *dead_letter, const char *reason)
         keys_run_items_key(&w->keys, h->job.run, items, sizeof items);
         keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_LAST_RUN, last_run, sizeof last_run);
     } else {   /* the script only touches these when given a run id */
-        snprintf(run, sizeof run, "%s", stats);
-        snprintf(active, sizeof active, "%s", stats);
-        snprintf(items, sizeof items, "%s", stats);
-        snprintf(last_run, sizeof last_run, "%s", stats);
+        snprintf(run, sizeof run, "%s", wk_key(w, KEYS_STATS));
+        snprintf(active, sizeof active, "%s", wk_key(w, KEYS_STATS));
+        snprintf(items, sizeof items, "%s", wk_key(w, KEYS_STATS));
+        snprintf(last_run, sizeof last_run, "%s", wk_key(w, KEYS_STATS));
     }
     snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
-    const char *argv[] = { w->processing_key, dead, deliveries, stats, run, active, items, last_run,
-                           h->elem, dead_letter, h->job.id, h->job.run, reason, now,
+    const char *argv[] = { w->processing_key, wk_key(w, KEYS_DEAD), wk_key(w, KEYS_DELIVERIES),
+                           wk_key(w, KEYS_STATS), run, active, items, last_run, h->elem, dead_letter, h->job.id, h->job.run, reason, now,
                            w->retention, w->dead_max };
     size_t lens[16];
     for (int i = 0; i < 16; i++)
@@ -1016,10 +1020,8 @@ static void on_handed_back(redisReply *reply, void *ud)
 static void hand_back(held *h)
 {
     worker *w = h->w;
-    char jobs[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
-    const char *argv[] = { w->processing_key, jobs, h->elem };
-    const size_t lens[] = { strlen(w->processing_key), strlen(jobs), h->elem_len };
+    const char *argv[] = { w->processing_key, wk_key(w, KEYS_JOBS), h->elem };
+    const size_t lens[] = { strlen(w->processing_key), strlen(wk_key(w, KEYS_JOBS)), h->elem_len };
     if (job_write(h, SCRIPT_UNPOP, 2, 3, argv, lens, on_handed_back, h) < 0)
         return;   /* out of memory again: the next sweep tries again */
     h->finishing = 1;
@@ -1169,9 +1171,8 @@ void fl_start(worker *w, char *elem, size_t len)
         bury_unparseable(h, err);
         return;
     }
-    char deliveries[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
-    if (rds_commandf(w->redis, on_delivery_counted, h, "HINCRBY %s %s 1", deliveries, h->job.id) < 0)
+    if (rds_commandf(w->redis, on_delivery_counted, h, "HINCRBY %s %s 1", wk_key(w, KEYS_DELIVERIES),
+                     h->job.id) < 0)
         begin(h);
 }
 

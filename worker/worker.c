@@ -106,9 +106,7 @@ static void flush_stats(worker *w)
         F(http_requests), F(http_429), F(http_5xx), F(http_timeouts), F(auth_requests),
         F(rate_waits), F(token_refreshes), F(redis_reconnects),
     };
-    char stats[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
-    flush_deltas(w, stats, fields, sizeof fields / sizeof fields[0]);
+    flush_deltas(w, wk_key(w, KEYS_STATS), fields, sizeof fields / sizeof fields[0]);
 }
 
 #undef F
@@ -124,9 +122,9 @@ static void flush_activity(worker *w)
         { "retried", offsetof(wk_counters, campaigns_retried) },
         { "dead", offsetof(wk_counters, campaigns_dead) },
     };
-    char stats[KEYS_MAX_LEN], key[KEYS_MAX_LEN + 32];
-    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
-    snprintf(key, sizeof key, "%s:minute:%llu", stats, (unsigned long long)(clock_wall_ms() / 60000));
+    char key[KEYS_MAX_LEN + 32];
+    snprintf(key, sizeof key, "%s:minute:%llu", wk_key(w, KEYS_STATS),
+             (unsigned long long)(clock_wall_ms() / 60000));
     if (flush_deltas(w, key, fields, sizeof fields / sizeof fields[0]))
         rds_commandf(w->redis, NULL, NULL, "PEXPIRE %s %d", key, ACTIVITY_TTL_MS);
 }
@@ -144,7 +142,7 @@ static void heartbeat(worker *w)
     flush_activity(w);
     if (w->stopping >= 3)
         return;   /* deregistering: do not come back */
-    char json[512], ttl[24], workers[KEYS_MAX_LEN];
+    char json[512], ttl[24];
     snprintf(json, sizeof json,
              "{\"host\":\"%s\",\"pid\":%d,\"started_at\":%llu,\"heartbeat_at\":%llu,\"inflight\":%u,\"jobs\":%zu}",
              w->host, (int)getpid(), (unsigned long long)w->started_at,
@@ -152,8 +150,7 @@ static void heartbeat(worker *w)
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)w->cfg.lease_ms);
     const char *argv[] = { "SET", w->heartbeat_key, json, "PX", ttl };
     rds_command(w->redis, NULL, NULL, 5, argv, NULL);
-    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
-    rds_commandf(w->redis, NULL, NULL, "SADD %s %s", workers, w->id);
+    rds_commandf(w->redis, NULL, NULL, "SADD %s %s", wk_key(w, KEYS_WORKERS), w->id);
 }
 
 static void on_heartbeat_timer(uv_timer_t *t)
@@ -163,18 +160,14 @@ static void on_heartbeat_timer(uv_timer_t *t)
 
 static void reap_worker(worker *w, const char *wid, const char *mode, rds_reply_fn *cb)
 {
-    char hb[KEYS_MAX_LEN], proc[KEYS_MAX_LEN], workers[KEYS_MAX_LEN], jobs[KEYS_MAX_LEN];
-    char stats[KEYS_MAX_LEN], deliveries[KEYS_MAX_LEN], claim[KEYS_MAX_LEN], outbox[KEYS_MAX_LEN];
+    char hb[KEYS_MAX_LEN], proc[KEYS_MAX_LEN];
+    char claim[KEYS_MAX_LEN];
     if (keys_worker_key(&w->keys, wid, hb, sizeof hb) < 0 ||
         keys_processing_key(&w->keys, wid, proc, sizeof proc) < 0 ||
         keys_outbox_claim_key(&w->keys, wid, claim, sizeof claim) < 0)
         return;   /* a malformed id in the set: not one of ours to touch */
-    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
-    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
-    keys_global_key(&w->keys, KEYS_STATS, stats, sizeof stats);
-    keys_global_key(&w->keys, KEYS_DELIVERIES, deliveries, sizeof deliveries);
-    keys_global_key(&w->keys, KEYS_OUTBOX, outbox, sizeof outbox);
-    const char *args[] = { hb, proc, workers, jobs, stats, deliveries, claim, outbox, wid, mode };
+    const char *args[] = { hb, proc, wk_key(w, KEYS_WORKERS), wk_key(w, KEYS_JOBS), wk_key(w, KEYS_STATS),
+                           wk_key(w, KEYS_DELIVERIES), claim, wk_key(w, KEYS_OUTBOX), wid, mode };
     rds_script(w->redis, SCRIPT_REAP, cb, w, 8, 10, args, NULL);
 }
 
@@ -250,9 +243,7 @@ static void scan_processing(worker *w, const char *cursor)
 static void on_reaper_timer(uv_timer_t *t)
 {
     worker *w = t->data;
-    char workers[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
-    rds_commandf(w->redis, on_workers, w, "SMEMBERS %s", workers);
+    rds_commandf(w->redis, on_workers, w, "SMEMBERS %s", wk_key(w, KEYS_WORKERS));
     scan_processing(w, "0");
 }
 
@@ -280,11 +271,9 @@ static void on_promoted(rds *r, redisReply *reply, void *privdata)
 
 static void promote(worker *w)
 {
-    char retry[KEYS_MAX_LEN], jobs[KEYS_MAX_LEN], batch[16];
-    keys_global_key(&w->keys, KEYS_RETRY, retry, sizeof retry);
-    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    char batch[16];
     snprintf(batch, sizeof batch, "%d", PROMOTE_BATCH);
-    const char *args[] = { retry, jobs, batch };
+    const char *args[] = { wk_key(w, KEYS_RETRY), wk_key(w, KEYS_JOBS), batch };
     rds_script(w->redis, SCRIPT_PROMOTE, on_promoted, w, 2, 3, args, NULL);
 }
 
@@ -316,13 +305,10 @@ static void check_drained(worker *w)
     if (!w->drain || w->stopping || w->njobs > 0 || st_backlog(w->store) > 0 || !rds_is_connected(w->redis) ||
         !sink_idle(w))
         return;
-    char jobs[KEYS_MAX_LEN], retry[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
-    keys_global_key(&w->keys, KEYS_RETRY, retry, sizeof retry);
     /* One script-free round trip: EVAL would do, but a MULTI keeps it plain. */
     rds_commandf(w->redis, NULL, NULL, "MULTI");
-    rds_commandf(w->redis, NULL, NULL, "LLEN %s", jobs);
-    rds_commandf(w->redis, NULL, NULL, "ZCARD %s", retry);
+    rds_commandf(w->redis, NULL, NULL, "LLEN %s", wk_key(w, KEYS_JOBS));
+    rds_commandf(w->redis, NULL, NULL, "ZCARD %s", wk_key(w, KEYS_RETRY));
     rds_commandf(w->redis, on_drain_check, w, "EXEC");
 }
 
@@ -360,10 +346,8 @@ static int is_held(worker *w, const redisReply *e, unsigned char *claimed)
 
 static int unpop(worker *w, const redisReply *e)
 {
-    char jobs[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
-    const char *args[] = { w->processing_key, jobs, e->str };
-    size_t lens[] = { strlen(w->processing_key), strlen(jobs), e->len };
+    const char *args[] = { w->processing_key, wk_key(w, KEYS_JOBS), e->str };
+    size_t lens[] = { strlen(w->processing_key), strlen(wk_key(w, KEYS_JOBS)), e->len };
     return rds_script(w->redis, SCRIPT_UNPOP, NULL, NULL, 2, 3, args, lens);
 }
 
@@ -448,11 +432,10 @@ static void pop_more(worker *w)
         check_orphans(w);   /* popping resumes once it is done */
         return;
     }
-    char jobs[KEYS_MAX_LEN], timeout[8];
-    keys_global_key(&w->keys, KEYS_JOBS, jobs, sizeof jobs);
+    char timeout[8];
     snprintf(timeout, sizeof timeout, "%d", POP_TIMEOUT_S);
     while (w->pops_pending < POP_PIPELINE && wants_job(w)) {
-        const char *argv[] = { "BLMOVE", jobs, w->processing_key, "RIGHT", "LEFT", timeout };
+        const char *argv[] = { "BLMOVE", wk_key(w, KEYS_JOBS), w->processing_key, "RIGHT", "LEFT", timeout };
         if (rds_command(w->pop, on_popped, w, 6, argv, NULL) < 0)
             return;
         w->pops_pending++;
@@ -501,10 +484,8 @@ static void on_registered(rds *r, redisReply *reply, void *privdata)
  * then register. */
 static void register_worker(worker *w)
 {
-    char workers[KEYS_MAX_LEN];
-    keys_global_key(&w->keys, KEYS_WORKERS, workers, sizeof workers);
     reap_worker(w, w->id, "own", NULL);
-    rds_commandf(w->redis, on_registered, w, "SADD %s %s", workers, w->id);
+    rds_commandf(w->redis, on_registered, w, "SADD %s %s", wk_key(w, KEYS_WORKERS), w->id);
 }
 
 /* Keys every job shares, and the type each must have. */
@@ -531,8 +512,7 @@ static void on_key_types(rds *r, redisReply *reply, void *privdata)
         const redisReply *t = reply->element[i];
         if (t->type != REDIS_REPLY_STATUS || strcmp(t->str, "none") == 0 || strcmp(t->str, shared_keys[i].type) == 0)
             continue;
-        char key[KEYS_MAX_LEN];
-        keys_global_key(&w->keys, shared_keys[i].key, key, sizeof key);
+        const char *key = wk_key(w, shared_keys[i].key);
         log_error("a shared Redis key holds the wrong type (is ADSYNC_PREFIX used by other data?)",
                   LOG_STR("key", key), LOG_STR("type", t->str), LOG_STR("expected", shared_keys[i].type));
         w->exit_code = CFG_EXIT_CONFIG;
@@ -544,12 +524,9 @@ static void on_key_types(rds *r, redisReply *reply, void *privdata)
 
 static void check_key_types(worker *w)
 {
-    char key[KEYS_MAX_LEN];
     rds_commandf(w->redis, NULL, NULL, "MULTI");
-    for (size_t i = 0; i < SHARED_KEYS; i++) {
-        keys_global_key(&w->keys, shared_keys[i].key, key, sizeof key);
-        rds_commandf(w->redis, NULL, NULL, "TYPE %s", key);
-    }
+    for (size_t i = 0; i < SHARED_KEYS; i++)
+        rds_commandf(w->redis, NULL, NULL, "TYPE %s", wk_key(w, shared_keys[i].key));
     rds_commandf(w->redis, on_key_types, w, "EXEC");
 }
 
@@ -759,6 +736,8 @@ int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, 
     make_id(w, id);
     keys_processing_key(&w->keys, w->id, w->processing_key, sizeof w->processing_key);
     keys_worker_key(&w->keys, w->id, w->heartbeat_key, sizeof w->heartbeat_key);
+    for (int k = 0; k < KEYS_GLOBAL_COUNT; k++)
+        keys_global_key(&w->keys, (keys_global)k, w->global_keys[k], sizeof w->global_keys[k]);
     snprintf(w->retention, sizeof w->retention, "%llu", (unsigned long long)c->retention_ms);
     snprintf(w->dead_max, sizeof w->dead_max, "%u", c->dead_max);
     w->policy = (pol_limits){ c->max_attempts, c->backoff_base_ms, c->backoff_max_ms };

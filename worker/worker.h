@@ -125,8 +125,15 @@ struct worker {
     char processing_key[KEYS_MAX_LEN];
     char heartbeat_key[KEYS_MAX_LEN];
     char retention[24], dead_max[16];   /* cfg.retention_ms, cfg.dead_max as script arguments */
+    char global_keys[KEYS_GLOBAL_COUNT][KEYS_MAX_LEN];   /* built once at start: wk_key() */
     pol_limits policy;       /* policy.h: attempts and backoff, from cfg */
 };
+
+/* The name of a key every job shares (<prefix>:jobs, ...), built at start. */
+static inline const char *wk_key(const worker *w, keys_global k)
+{
+    return w->global_keys[k];
+}
 
 /* ---- worker.c ------------------------------------------------------------ */
 /* seal is borrowed and must outlive the worker (an empty ring: no sealing). */
