@@ -280,13 +280,15 @@ int cfg_parse_hostport(const char *name, const char *value, cfg_hostport *out,
 
 /* ---- the whole configuration -------------------------------------------- */
 
-/* buf[1024] is scratch space; it holds URLs with passwords (wiped by the caller). */
+#define URL_BUF 1024
+
+/* buf[URL_BUF] is scratch space; it holds URLs with passwords (wiped by the caller). */
 static int load_urls_with(cfg *c, const cfg_env *env, char *buf, char *err, size_t errlen)
 {
-    if (cfg_get_str(env, "REDIS_URL", 0, "redis://127.0.0.1:6379/0", buf, 1024, err, errlen) < 0 ||
+    if (cfg_get_str(env, "REDIS_URL", 0, "redis://127.0.0.1:6379/0", buf, URL_BUF, err, errlen) < 0 ||
         cfg_parse_redis_url("REDIS_URL", buf, &c->redis, err, errlen) < 0)
         return -1;
-    if (cfg_get_str(env, "AD_PLATFORM_URL", 0, "http://127.0.0.1:3001", buf, 1024, err, errlen) < 0 ||
+    if (cfg_get_str(env, "AD_PLATFORM_URL", 0, "http://127.0.0.1:3001", buf, URL_BUF, err, errlen) < 0 ||
         cfg_parse_http_url("AD_PLATFORM_URL", buf, &c->platform, err, errlen) < 0)
         return -1;
     if (cfg_get_str(env, "ADSYNC_PG_URL", 0, "", c->pg_url, sizeof c->pg_url, err, errlen) < 0)
@@ -295,11 +297,11 @@ static int load_urls_with(cfg *c, const cfg_env *env, char *buf, char *err, size
         strncmp(c->pg_url, "postgres://", 11) != 0)
         return errbuf_set(err, errlen, "ADSYNC_PG_URL: must start with postgresql:// or postgres:// "
                                  "(expected a libpq URI postgresql://[user[:password]@]host[:port]/dbname)");
-    if (c->pg_url[0] && pg_conninfo_check(c->pg_url, buf, 1024) < 0)   /* the value may hold a password: never echoed */
+    if (c->pg_url[0] && pg_conninfo_check(c->pg_url, buf, URL_BUF) < 0)   /* the value may hold a password: never echoed */
         return errbuf_set(err, errlen, "ADSYNC_PG_URL: libpq cannot parse it (expected a libpq URI "
                                        "postgresql://[user[:password]@]host[:port]/dbname[?param=value&...])");
     buf[0] = '\0';
-    if (cfg_get_str(env, "ADSYNC_METRICS_ADDR", 0, "", buf, 1024, err, errlen) < 0)
+    if (cfg_get_str(env, "ADSYNC_METRICS_ADDR", 0, "", buf, URL_BUF, err, errlen) < 0)
         return -1;
     c->metrics_enabled = buf[0] != '\0';
     if (c->metrics_enabled && cfg_parse_hostport("ADSYNC_METRICS_ADDR", buf, &c->metrics, err, errlen) < 0)
@@ -309,7 +311,7 @@ static int load_urls_with(cfg *c, const cfg_env *env, char *buf, char *err, size
 
 static int load_urls(cfg *c, const cfg_env *env, char *err, size_t errlen)
 {
-    char buf[1024];
+    char buf[URL_BUF];
     int rc = load_urls_with(c, env, buf, err, errlen);
     explicit_bzero(buf, sizeof buf);
     return rc;
@@ -339,12 +341,12 @@ static int load_prefix(cfg *c, const cfg_env *env, char *err, size_t errlen)
 static int load_logging(cfg *c, const cfg_env *env, char *err, size_t errlen)
 {
     char buf[16];
-    if (cfg_get_str(env, "ADSYNC_LOG_LEVEL", 0, "info", buf, 1024, err, errlen) < 0)
+    if (cfg_get_str(env, "ADSYNC_LOG_LEVEL", 0, "info", buf, sizeof buf, err, errlen) < 0)
         return -1;
     if (log_level_parse(buf, &c->log_level) < 0)
         return errbuf_set(err, errlen, "ADSYNC_LOG_LEVEL: '%s' is not a level (expected debug, info, warn or error)", buf);
     const char *tty_default = isatty(2) ? "text" : "json";
-    if (cfg_get_str(env, "ADSYNC_LOG_FORMAT", 0, tty_default, buf, 1024, err, errlen) < 0)
+    if (cfg_get_str(env, "ADSYNC_LOG_FORMAT", 0, tty_default, buf, sizeof buf, err, errlen) < 0)
         return -1;
     if (strcmp(buf, "json") == 0)
         c->log_format = LOG_FORMAT_JSON;

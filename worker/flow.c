@@ -547,9 +547,14 @@ static uint64_t page_bytes_expected(const worker *w)
  * on their way stay under ADSYNC_BODY_BUDGET_BYTES, so memory follows the
  * configuration, not the platform (README "Memory"). The HTTP client
  * enforces the same budget on the bytes that actually arrive. */
+static int page_fits(const worker *w)
+{
+    return page_bytes_expected(w) + w->page_est < w->cfg.body_budget_bytes;
+}
+
 static int page_budget_left(worker *w)
 {
-    if (page_bytes_expected(w) + w->page_est < w->cfg.body_budget_bytes)
+    if (page_fits(w))
         return 1;
     w->lists_waiting = 1;
     return 0;
@@ -844,7 +849,7 @@ static void maybe_list_more(held *h)
 
 void fl_resume_lists(worker *w)
 {
-    if (!w->lists_waiting || page_bytes_expected(w) + w->page_est >= w->cfg.body_budget_bytes)
+    if (!w->lists_waiting || !page_fits(w))
         return;
     w->lists_waiting = 0;
     for (held *h = w->jobs, *next; h; h = next) {

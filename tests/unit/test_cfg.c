@@ -202,6 +202,9 @@ static void other_bad_values(void **state)
     (void)state;
     expect_rejected("ADSYNC_LOG_LEVEL", "loud", "debug, info, warn or error");
     expect_rejected("ADSYNC_LOG_FORMAT", "xml", "json or text");
+    /* longer than the 16-byte buffer these are read into: refused, never written past it */
+    expect_rejected("ADSYNC_LOG_LEVEL", "debugdebugdebugdebugdebugdebug", "ADSYNC_LOG_LEVEL");
+    expect_rejected("ADSYNC_LOG_FORMAT", "jsonjsonjsonjsonjsonjsonjson", "ADSYNC_LOG_FORMAT");
     expect_rejected("ADSYNC_PREFIX", "a b", "invalid character");
     const char *kv[] = { "ADSYNC_BACKOFF_BASE_MS", "5000", "ADSYNC_BACKOFF_MAX_MS", "1000", NULL };
     cfg c;
