@@ -1156,7 +1156,8 @@ void fl_start(worker *w, char *elem, size_t len)
 {
     held *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        free(elem);   /* stays in our processing list: handed back at shutdown */
+        free(elem);   /* stays in our processing list, not held: the orphan check hands it back */
+        w->orphan_check = 1;
         return;
     }
     h->w = w;

@@ -399,6 +399,8 @@ static void on_popped(rds *r, redisReply *reply, void *privdata)
             memcpy(elem, reply->str, reply->len);
             elem[reply->len] = '\0';
             fl_start(w, elem, reply->len);
+        } else {
+            w->orphan_check = 1;   /* popped but not held: handed back by check_orphans */
         }
     }
     /* While stopping, an element that still arrived sits in our processing
@@ -429,7 +431,10 @@ static void pop_more(worker *w)
     if (w->stopping || !w->registered || w->pop == NULL || !rds_is_connected(w->pop))
         return;
     if (w->orphan_check) {
-        check_orphans(w);   /* popping resumes once it is done */
+        /* Only with no pop in flight: an element a pending BLMOVE moved is
+         * ours a moment later, not an orphan. Popping resumes afterwards. */
+        if (w->pops_pending == 0)
+            check_orphans(w);
         return;
     }
     char timeout[8];
