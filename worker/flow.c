@@ -75,11 +75,17 @@ static void arg(progress_call *pc, const char *s, size_t len)
     pc->argc++;
 }
 
-/* One ARGV pair of progress.lua, by its name in progress.h. */
-static void pair(progress_call *pc, pr_arg name, const char *value)
+/* One ARGV pair of progress.lua, by its name in progress.h; pair_n for a
+ * value that is not a C string (a job element, a campaign id). */
+static void pair_n(progress_call *pc, pr_arg name, const char *value, size_t len)
 {
     arg(pc, pr_arg_names[name], strlen(pr_arg_names[name]));
-    arg(pc, value, strlen(value));
+    arg(pc, value, len);
+}
+
+static void pair(progress_call *pc, pr_arg name, const char *value)
+{
+    pair_n(pc, name, value, strlen(value));
 }
 
 static unsigned cursor_of(const held *h)
@@ -115,8 +121,7 @@ static void progress_begin(progress_call *pc, held *h)
 /* Adds "elem"/"job_id": this write also ends the job. */
 static void progress_ends_job(progress_call *pc, held *h)
 {
-    arg(pc, pr_arg_names[PR_ELEM], strlen(pr_arg_names[PR_ELEM]));
-    arg(pc, h->elem, h->elem_len);
+    pair_n(pc, PR_ELEM, h->elem, h->elem_len);
     pair(pc, PR_JOB_ID, h->job.id);
 }
 
@@ -147,6 +152,15 @@ static int progress_send(progress_call *pc, held *h, st_done_fn *done, void *ud)
 
 static void bury(held *h, const char *dead_letter, const char *reason);
 
+/* Dead with reason: its dead letter is the job carrying it (bury). */
+static void bury_job(held *h, const char *reason)
+{
+    job_set_error(&h->job, reason);
+    char *json = job_serialize(&h->job);
+    bury(h, json ? json : h->elem, reason);
+    free(json);
+}
+
 /* The key a progress.lua or synced.lua answer names as holding another
  * type, or NULL. */
 static const char *wrongtype_key(const redisReply *r)
@@ -173,11 +187,8 @@ static void fail_wrongtype(held *h, const char *key)
         h->list_failed = 2;
         return;
     }
-    job_set_error(&h->job, reason);
-    char *json = job_serialize(&h->job);
     h->w->n.jobs_dead++;
-    bury(h, json ? json : h->elem, reason);
-    free(json);
+    bury_job(h, reason);
 }
 
 static void on_outcome_recorded(redisReply *reply, void *ud)
@@ -240,8 +251,7 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, pr_out
     if (h->job.type == JOB_CLIENT)
         page_done_one(h, page);
     progress_begin(&pc, h);
-    arg(&pc, pr_arg_names[PR_CAMPAIGN], strlen(pr_arg_names[PR_CAMPAIGN]));
-    arg(&pc, c->id, c->id_len);
+    pair_n(&pc, PR_CAMPAIGN, c->id, c->id_len);
     pair(&pc, PR_OUTCOME, pr_outcome_names[outcome]);
     pair(&pc, outcome == PR_SYNCED ? PR_STORED : PR_JOB, payload);
     if (due_ms) {
@@ -1147,9 +1157,7 @@ static void on_delivery_counted(rds *r, redisReply *reply, void *privdata)
         return;
     }
     w->n.jobs_by[JOB_CLIENT][WK_JOB_DEAD]++;   /* a campaign job was counted by record_outcome */
-    char *json = job_serialize(&h->job);
-    bury(h, json ? json : h->elem, reason);
-    free(json);
+    bury_job(h, reason);
 }
 
 void fl_start(worker *w, char *elem, size_t len)
