@@ -15,7 +15,7 @@
 #include "clock.h"
 #include "log.h"
 #include "seal.h"
-#include "worker.h"
+#include "client.h"
 
 #define CL_RELOAD_MS 500          /* retry after a failed credentials read */
 #define CL_TOKEN_POLL_MS 100      /* waiting for another worker's login */
@@ -23,24 +23,40 @@
 #define CL_TOKEN_RECHECK_MS 30000 /* re-read the shared token this often */
 #define CL_PASSWORD_MAX 1023      /* what adsync-enqueue client add accepts */
 
+struct cl_set {
+    wctx *x;
+    client *clients;
+    cl_event_fn *on_event;   /* the scheduler's (client.h) */
+    void *ud;
+};
+
 static void load_credentials(client *c);
 static void free_if_unused(client *c);
 
+static wctx *cx(const client *c)
+{
+    return c->set->x;
+}
+
+static int tell(client *c, cl_event ev)
+{
+    return c->set->on_event(c, ev, c->set->ud);
+}
+
 static int client_key(client *c, keys_client_kind kind, char *out)
 {
-    return keys_client_key(&c->w->keys, c->id, kind, out, KEYS_MAX_LEN);
+    return keys_client_key(&cx(c)->keys, c->id, kind, out, KEYS_MAX_LEN);
 }
 
 static void on_timer(uv_timer_t *t)
 {
     client *c = t->data;
     c->timer_armed = 0;
-    c->parked_until = 0;
     if (c->state == CL_LOADING)
         load_credentials(c);
     else
         cl_prepare(c);
-    sched_wake(c->w, c);
+    tell(c, CL_EV_TIMER);
 }
 
 void cl_arm_timer(client *c, uint64_t ms)
@@ -52,7 +68,7 @@ void cl_arm_timer(client *c, uint64_t ms)
 static void set_state(client *c, cl_state s)
 {
     c->state = s;
-    sched_wake(c->w, c);
+    tell(c, CL_EV_CHANGED);
 }
 
 static void fail(client *c, int permanent, const char *why)
@@ -106,13 +122,13 @@ static void keep_stored_password(client *c, const redisReply *v)
  * text while a key is configured and plain text is not allowed. */
 static int open_password(client *c, char *out, size_t outcap, size_t *outlen, char *why, size_t whylen)
 {
-    const worker *w = c->w;
+    const wctx *x = cx(c);
     char key_id[SEAL_KEY_ID_LEN + 1];
-    int rc = seal_open(w->seal, c->id, "password", c->password, strlen(c->password), out, outcap, outlen,
+    int rc = seal_open(x->seal, c->id, "password", c->password, strlen(c->password), out, outcap, outlen,
                        key_id);
     if (rc == SEAL_OK)
         return 0;
-    if (rc == SEAL_PLAIN && (!seal_keyring_active(w->seal) || w->cfg.allow_plaintext_credentials))
+    if (rc == SEAL_PLAIN && (!seal_keyring_active(x->seal) || x->cfg.allow_plaintext_credentials))
         return 0;
     if (rc == SEAL_PLAIN) {
         sodium_memzero(out, outcap);
@@ -182,7 +198,7 @@ static void validate_credentials(client *c)
     } else {
         snprintf(c->base_url, sizeof c->base_url, "%s", url.base);
         if (c->page_size == 0)
-            c->page_size = c->w->cfg.page_size;
+            c->page_size = cx(c)->cfg.page_size;
         set_state(c, CL_NEED_TOKEN);
         cl_prepare(c);
     }
@@ -207,8 +223,8 @@ static void on_credentials(rds *r, redisReply *reply, void *privdata)
     }
     for (size_t i = 0; i + 1 < reply->elements; i += 2)
         apply_field(c, reply->element[i], reply->element[i + 1]);
-    sched_client_counted(c->w, c);   /* its own rate limit is known now */
-    if (c->password && !seal_keyring_active(c->w->seal))
+    tell(c, CL_EV_LIMITS);
+    if (c->password && !seal_keyring_active(cx(c)->seal))
         log_secret_add(c->password);   /* plain text at rest: keep it out of logs too */
     validate_credentials(c);
     free_if_unused(c);
@@ -218,7 +234,7 @@ static void load_credentials(client *c)
 {
     char key[KEYS_MAX_LEN];
     client_key(c, KEYS_CLIENT, key);
-    if (rds_commandf(c->w->redis, on_credentials, c, "HGETALL %s", key) < 0) {
+    if (rds_commandf(cx(c)->redis, on_credentials, c, "HGETALL %s", key) < 0) {
         cl_arm_timer(c, CL_RELOAD_MS);
         return;
     }
@@ -227,9 +243,18 @@ static void load_credentials(client *c)
 
 /* ---- registry ------------------------------------------------------------ */
 
-client *cl_acquire(worker *w, const char *id)
+cl_set *cl_set_new(wctx *x, cl_event_fn *on_event, void *ud)
 {
-    for (client *c = w->clients; c; c = c->next) {
+    cl_set *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    *s = (cl_set){ .x = x, .on_event = on_event, .ud = ud };
+    return s;
+}
+
+client *cl_acquire(cl_set *s, const char *id)
+{
+    for (client *c = s->clients; c; c = c->next) {
         if (strcmp(c->id, id) == 0) {
             c->refs++;
             return c;
@@ -238,18 +263,22 @@ client *cl_acquire(worker *w, const char *id)
     client *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    c->w = w;
+    const wctx *x = s->x;
+    c->set = s;
     snprintf(c->id, sizeof c->id, "%s", id);
-    snprintf(c->base_url, sizeof c->base_url, "%s", w->cfg.platform.base);
-    c->rate_limit = w->cfg.rate_limit;
-    c->rate_window_ms = w->cfg.rate_window_ms;
+    snprintf(c->base_url, sizeof c->base_url, "%s", x->cfg.platform.base);
+    c->rate_limit = x->cfg.rate_limit;
+    c->rate_window_ms = x->cfg.rate_window_ms;
     c->refs = 1;
     c->state = CL_LOADING;
-    uv_timer_init(w->loop, &c->timer);
+    if (tell(c, CL_EV_NEW) < 0) {
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(x->loop, &c->timer);
     c->timer.data = c;
-    c->next = w->clients;
-    w->clients = c;
-    sched_client_counted(w, c);
+    c->next = s->clients;
+    s->clients = c;
     load_credentials(c);
     return c;
 }
@@ -264,14 +293,13 @@ static void on_client_closed(uv_handle_t *h)
 
 static void destroy(client *c)
 {
-    worker *w = c->w;
-    for (client **pp = &w->clients; *pp; pp = &(*pp)->next) {
+    for (client **pp = &c->set->clients; *pp; pp = &(*pp)->next) {
         if (*pp == c) {
             *pp = c->next;
             break;
         }
     }
-    sched_client_gone(w, c);
+    tell(c, CL_EV_GONE);
     http_headers_unref(c->headers);
     c->headers = NULL;
     uv_close((uv_handle_t *)&c->timer, on_client_closed);
@@ -281,7 +309,7 @@ static void free_if_unused(client *c)
 {
     if (uv_is_closing((uv_handle_t *)&c->timer))
         return;   /* destroyed at teardown; a callback aborted by it still ends here */
-    if (c->refs == 0 && c->pending_io == 0 && c->queued == 0 && c->inflight == 0)
+    if (c->refs == 0 && c->pending_io == 0)
         destroy(c);
 }
 
@@ -293,10 +321,24 @@ void cl_release(client *c)
     free_if_unused(c);
 }
 
-void cl_free_all(worker *w)
+void cl_pin(client *c)
 {
-    while (w->clients)
-        destroy(w->clients);
+    c->pending_io++;
+}
+
+void cl_unpin(client *c)
+{
+    c->pending_io--;
+    free_if_unused(c);
+}
+
+void cl_set_free(cl_set *s)
+{
+    if (s == NULL)
+        return;
+    while (s->clients)
+        destroy(s->clients);
+    free(s);
 }
 
 /* ---- token ----------------------------------------------------------------- */
@@ -337,8 +379,8 @@ static void release_authlock(client *c)
 {
     char key[KEYS_MAX_LEN];
     client_key(c, KEYS_CLIENT_AUTHLOCK, key);
-    const char *args[] = { key, c->w->id };
-    rds_script(c->w->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
+    const char *args[] = { key, cx(c)->id };
+    rds_script(cx(c)->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
 }
 
 static void on_token_stored(rds *r, redisReply *reply, void *privdata)
@@ -355,8 +397,8 @@ static void on_token_stored(rds *r, redisReply *reply, void *privdata)
  * NULL when out of memory. */
 static char *token_to_store(client *c, const char *token)
 {
-    if (seal_keyring_active(c->w->seal))
-        return seal_seal(c->w->seal, c->id, "token", token, strlen(token));
+    if (seal_keyring_active(cx(c)->seal))
+        return seal_seal(cx(c)->seal, c->id, "token", token, strlen(token));
     return strdup(token);
 }
 
@@ -369,7 +411,7 @@ static void store_token(client *c, const char *stored, long expires_in)
     client_key(c, KEYS_CLIENT_TOKEN, key);
     snprintf(ttl, sizeof ttl, "%ld", ttl_ms > 0 ? ttl_ms : 1);
     const char *argv[] = { "SET", key, stored, "PX", ttl };
-    if (rds_command(c->w->redis, on_token_stored, c, 5, argv, NULL) == 0)
+    if (rds_command(cx(c)->redis, on_token_stored, c, 5, argv, NULL) == 0)
         c->pending_io++;
     else
         release_authlock(c);
@@ -378,9 +420,9 @@ static void store_token(client *c, const char *stored, long expires_in)
 static void on_auth_done(const http_result *res, void *ud)
 {
     client *c = ud;
-    worker *w = c->w;
+    wctx *x = cx(c);
     c->pending_io--;
-    wk_count_http(w, WK_EP_AUTH, res);
+    ctx_count_http(x, WK_EP_AUTH, res);
     char token[API_TOKEN_MAX], err[256], why[400];
     long expires_in = 0;
     api_verdict v = api_classify(res->error, res->status);
@@ -427,7 +469,7 @@ static void authenticate(client *c)
     sodium_memzero(basic, sizeof basic);
     snprintf(url, sizeof url, "%s/auth/token", c->base_url);
     http_request_spec spec = { .method = "POST", .url = url, .headers = h, .body = "", .body_len = 0 };
-    int rc = h && c->w->http ? http_submit(c->w->http, &spec, on_auth_done, c) : -1;
+    int rc = h && cx(c)->http ? http_submit(cx(c)->http, &spec, on_auth_done, c) : -1;
     http_headers_unref(h);   /* the request holds its own reference */
     if (rc < 0) {
         release_authlock(c);
@@ -435,7 +477,7 @@ static void authenticate(client *c)
         return;
     }
     c->pending_io++;
-    c->w->n.auth_requests++;
+    cx(c)->n.auth_requests++;
     set_state(c, CL_AUTHING);
 }
 
@@ -464,7 +506,7 @@ static void ask_for_authlock(client *c)
 {
     char key[KEYS_MAX_LEN];
     client_key(c, KEYS_CLIENT_AUTHLOCK, key);
-    if (rds_commandf(c->w->redis, on_authlock, c, "SET %s %s NX PX %d", key, c->w->id, CL_AUTHLOCK_MS) == 0)
+    if (rds_commandf(cx(c)->redis, on_authlock, c, "SET %s %s NX PX %d", key, cx(c)->id, CL_AUTHLOCK_MS) == 0)
         c->pending_io++;
     else
         token_retry_later(c, CL_RELOAD_MS);
@@ -476,8 +518,8 @@ static void ask_for_authlock(client *c)
 static int open_token(client *c, const redisReply *v, char *token, size_t cap)
 {
     size_t n;
-    int rc = seal_open(c->w->seal, c->id, "token", v->str, v->len, token, cap, &n, NULL);
-    int sealing = seal_keyring_active(c->w->seal);
+    int rc = seal_open(cx(c)->seal, c->id, "token", v->str, v->len, token, cap, &n, NULL);
+    int sealing = seal_keyring_active(cx(c)->seal);
     int usable = n > 0;
     for (size_t i = 0; i < n; i++)
         usable &= token[i] > 0x20 && token[i] < 0x7f;   /* CR, LF, spaces: no header can carry it */
@@ -512,7 +554,7 @@ static void fetch_shared_token(client *c)
 {
     char key[KEYS_MAX_LEN];
     client_key(c, KEYS_CLIENT_TOKEN, key);
-    if (rds_commandf(c->w->redis, on_shared_token, c, "GET %s", key) < 0) {
+    if (rds_commandf(cx(c)->redis, on_shared_token, c, "GET %s", key) < 0) {
         cl_arm_timer(c, CL_RELOAD_MS);
         return;
     }
@@ -540,9 +582,9 @@ void cl_token_rejected(client *c, const char *token)
     char key[KEYS_MAX_LEN];
     client_key(c, KEYS_CLIENT_TOKEN, key);
     const char *args[] = { key, c->token_stored };
-    rds_script(c->w->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
+    rds_script(cx(c)->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
     c->token[0] = '\0';
-    c->w->n.token_refreshes++;
+    cx(c)->n.token_refreshes++;
     log_info("token rejected, logging in again", LOG_STR("client", c->id));
     c->state = CL_NEED_TOKEN;
     cl_prepare(c);

@@ -10,6 +10,8 @@
  * campaign without a recorded outcome: a job recovered after a crash starts
  * there, and progress.lua tells it which campaigns of that page still need a
  * sync. Listing runs ahead of syncing by at most LIST_AHEAD campaigns. */
+#include "flow.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +22,59 @@
 #include "log.h"
 #include "policy.h"
 #include "progress.h"
-#include "scripts.h"
-#include "worker.h"
 
 #define MAX_ARGS (PR_KEYS + 2 * PR_ARGS)   /* every key and every pair progress.lua knows */
+
+typedef struct held held;
+struct batch_call;
+
+struct flow {
+    wctx *x;
+    sched *sched;
+    cl_set *clients;
+    held *jobs;              /* every job held (x->jobs_held of them) */
+    size_t starting;         /* held jobs that have not asked for an HTTP slot yet */
+    int lists_waiting;       /* a list waits for x->page_bytes to fall under the budget */
+    unsigned lists_out;      /* list requests submitted, not yet answered */
+    uint64_t page_est;       /* what a page's body is expected to take (recent pages) */
+    uv_timer_t batch_timer;  /* sends the batches of synced outcomes */
+    held *dirty;             /* held jobs with synced outcomes not yet sent */
+    struct batch_call *calls;   /* synced.lua calls sent, not yet confirmed (owned) */
+};
+
+/* A job popped from the queue and held until its outcome is written. */
+struct held {
+    held *next, *prev;
+    flow *f;
+    job job;
+    char *elem;              /* the element exactly as popped (for LREM) */
+    size_t elem_len;
+    client *client;
+
+    /* client jobs */
+    unsigned next_page;      /* next page to request */
+    int list_pending;        /* a list op queued or in flight */
+    struct page_ctx *page_write;  /* a listed page whose write is queued (owned: freed on release) */
+    int listing_done;
+    int list_failed;         /* 1: retry the job later; 2: give up (permanent or attempts spent) */
+    unsigned list_streak;    /* page fetches failed in a row, each retried in place */
+    char list_error[512];
+    unsigned long retry_after_ms;
+    unsigned pages_seen;
+    struct page_left { unsigned page; size_t left; } *pages;   /* outstanding pages, oldest first */
+    size_t npages, pages_cap;
+    size_t syncs_open;       /* sync ops not yet recorded */
+    int finishing;
+    int aborted;             /* a step could not be carried out (shutdown, out of memory):
+                                once nothing of it is in flight the job is handed back */
+    unsigned ops_out;        /* its HTTP ops not yet freed */
+    unsigned writes_out;     /* its store writes not yet answered */
+    int starting;            /* counted in f->starting until its first request is queued */
+    struct synced_item { char *id; size_t id_len; char *stored; } *batch;   /* synced, not yet sent */
+    size_t nbatch, batch_cap;
+    held *next_dirty;        /* in f->dirty while in_dirty */
+    int in_dirty;
+};
 
 static void release(held *h);
 static void maybe_finish(held *h);
@@ -39,23 +90,23 @@ typedef struct progress_keys {
     char last_run[KEYS_MAX_LEN];
 } progress_keys;
 
-static void progress_keys_for(worker *w, const job *j, progress_keys *pk)
+static void progress_keys_for(flow *f, const job *j, progress_keys *pk)
 {
-    keys_run_key(&w->keys, j->run, pk->run, sizeof pk->run);
-    keys_run_items_key(&w->keys, j->run, pk->items, sizeof pk->items);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_CAMPAIGNS, pk->campaigns, sizeof pk->campaigns);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->active, sizeof pk->active);
-    keys_client_key(&w->keys, j->client, KEYS_CLIENT_LAST_RUN, pk->last_run, sizeof pk->last_run);
+    keys_run_key(&f->x->keys, j->run, pk->run, sizeof pk->run);
+    keys_run_items_key(&f->x->keys, j->run, pk->items, sizeof pk->items);
+    keys_client_key(&f->x->keys, j->client, KEYS_CLIENT_CAMPAIGNS, pk->campaigns, sizeof pk->campaigns);
+    keys_client_key(&f->x->keys, j->client, KEYS_CLIENT_ACTIVE_RUN, pk->active, sizeof pk->active);
+    keys_client_key(&f->x->keys, j->client, KEYS_CLIENT_LAST_RUN, pk->last_run, sizeof pk->last_run);
     pk->k[PR_RUN] = pk->run;
     pk->k[PR_ITEMS] = pk->items;
     pk->k[PR_CAMPAIGNS] = pk->campaigns;
-    pk->k[PR_STATS] = wk_key(w, KEYS_STATS);
-    pk->k[PR_RETRY] = wk_key(w, KEYS_RETRY);
-    pk->k[PR_DEAD] = wk_key(w, KEYS_DEAD);
-    pk->k[PR_PROCESSING] = w->processing_key;
-    pk->k[PR_DELIVERIES] = wk_key(w, KEYS_DELIVERIES);
+    pk->k[PR_STATS] = ctx_key(f->x, KEYS_STATS);
+    pk->k[PR_RETRY] = ctx_key(f->x, KEYS_RETRY);
+    pk->k[PR_DEAD] = ctx_key(f->x, KEYS_DEAD);
+    pk->k[PR_PROCESSING] = f->x->processing_key;
+    pk->k[PR_DELIVERIES] = ctx_key(f->x, KEYS_DELIVERIES);
     pk->k[PR_ACTIVE_RUN] = pk->active;
-    pk->k[PR_OUTBOX] = wk_key(w, KEYS_OUTBOX);
+    pk->k[PR_OUTBOX] = ctx_key(f->x, KEYS_OUTBOX);
     pk->k[PR_LAST_RUN] = pk->last_run;
 }
 
@@ -98,21 +149,21 @@ static unsigned cursor_of(const held *h)
 
 static void progress_begin(progress_call *pc, held *h)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     memset(pc, 0, sizeof *pc);
-    progress_keys_for(w, &h->job, &pc->keys);
+    progress_keys_for(f, &h->job, &pc->keys);
     for (int i = 0; i < PR_KEYS; i++)
         arg(pc, pc->keys.k[i], strlen(pc->keys.k[i]));
     snprintf(pc->now, sizeof pc->now, "%llu", (unsigned long long)clock_wall_ms());
     pair(pc, PR_NOW, pc->now);
     pair(pc, PR_RUN_ID, h->job.run);
-    pair(pc, PR_RETENTION, w->retention);
-    pair(pc, PR_DEAD_CAP, w->dead_max);
+    pair(pc, PR_RETENTION, f->x->retention);
+    pair(pc, PR_DEAD_CAP, f->x->dead_max);
     if (h->job.type == JOB_CLIENT) {
         snprintf(pc->cursor, sizeof pc->cursor, "%u", cursor_of(h));
         pair(pc, PR_CURSOR, pc->cursor);
     }
-    if (w->cfg.pg_url[0]) {   /* stored campaigns also go to the PostgreSQL sink's outbox */
+    if (f->x->cfg.pg_url[0]) {   /* stored campaigns also go to the PostgreSQL sink's outbox */
         pair(pc, PR_OUTBOX_ON, "1");
         pair(pc, PR_CLIENT, h->job.client);
     }
@@ -130,7 +181,7 @@ static void progress_ends_job(progress_call *pc, held *h)
 static int job_write(held *h, int script, int nkeys, int argc, const char **argv, const size_t *lens,
                      st_done_fn *done, void *ud)
 {
-    if (st_script(h->w->store, script, nkeys, argc, argv, lens, done, ud) < 0)
+    if (st_script(h->f->x->store, script, nkeys, argc, argv, lens, done, ud) < 0)
         return -1;
     h->writes_out++;
     return 0;
@@ -187,7 +238,7 @@ static void fail_wrongtype(held *h, const char *key)
         h->list_failed = 2;
         return;
     }
-    h->w->n.jobs_dead++;
+    h->f->x->n.jobs_dead++;
     bury_job(h, reason);
 }
 
@@ -260,7 +311,7 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, pr_out
     }
     if (h->job.type == JOB_CAMPAIGN) {
         progress_ends_job(&pc, h);
-        h->w->n.jobs_by[JOB_CAMPAIGN][outcome == PR_SYNCED    ? WK_JOB_DONE
+        h->f->x->n.jobs_by[JOB_CAMPAIGN][outcome == PR_SYNCED    ? WK_JOB_DONE
                                       : outcome == PR_RETRIED ? WK_JOB_RETRIED
                                                               : WK_JOB_DEAD]++;
     }
@@ -273,7 +324,7 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, pr_out
 static void campaign_failed(held *h, unsigned page, const api_campaign *c, const char *error,
                             int permanent, unsigned long retry_after_ms)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     unsigned attempt = (h->job.type == JOB_CAMPAIGN ? h->job.attempt : 0) + 1;
     pol_failure failure = permanent ? POL_PERMANENT : POL_TRANSIENT;
     char *json = campaign_job_json(h, c, attempt, error);
@@ -301,16 +352,16 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
         h->aborted = 1;
         return;
     }
-    pol_decision d = pol_decide(&w->policy, failure, attempt, retry_after_ms, 0, backoff_unit_random());
+    pol_decision d = pol_decide(&f->x->policy, failure, attempt, retry_after_ms, 0, backoff_unit_random());
     int dead = d.action == POL_DEAD;
     uint64_t due = 0;
     if (dead) {
-        w->n.campaigns_dead++;
+        f->x->n.campaigns_dead++;
         log_warn("campaign dead", LOG_STR("client", h->job.client), LOG_STR("campaign", c->id),
                  LOG_STR("run", h->job.run), LOG_INT("attempt", attempt), LOG_STR("error", error));
     } else {
         due = clock_wall_ms() + d.delay_ms;
-        w->n.campaigns_retried++;
+        f->x->n.campaigns_retried++;
         log_info("campaign will be retried", LOG_STR("client", h->job.client), LOG_STR("campaign", c->id),
                  LOG_INT("attempt", attempt), LOG_INT("in_ms", (long long)(due - clock_wall_ms())),
                  LOG_STR("error", error));
@@ -347,12 +398,12 @@ typedef struct batch_call {
     struct { held *h; size_t n; } job[SYNCED_CALL_JOBS];
 } batch_call;
 
-static void call_unlink(worker *w, batch_call *call)
+static void call_unlink(flow *f, batch_call *call)
 {
     if (call->prev)
         call->prev->next = call->next;
     else
-        w->calls = call->next;
+        f->calls = call->next;
     if (call->next)
         call->next->prev = call->prev;
 }
@@ -360,8 +411,8 @@ static void call_unlink(worker *w, batch_call *call)
 static void on_batch_recorded(redisReply *reply, void *ud)
 {
     batch_call *call = ud;
-    worker *w = call->job[0].h->w;
-    call_unlink(w, call);
+    flow *f = call->job[0].h->f;
+    call_unlink(f, call);
     for (size_t i = 0; i < call->njobs; i++) {
         written(call->job[i].h);
         const char *bad = reply->type == REDIS_REPLY_ARRAY && i < reply->elements
@@ -386,14 +437,14 @@ static void batch_clear(held *h)
     h->nbatch = 0;
 }
 
-/* Takes dirty jobs off w->dirty into call while they fit. */
-static void call_fill(worker *w, batch_call *call)
+/* Takes dirty jobs off f->dirty into call while they fit. */
+static void call_fill(flow *f, batch_call *call)
 {
     size_t campaigns = 0;
-    while (w->dirty && call->njobs < SYNCED_CALL_JOBS &&
-           (call->njobs == 0 || campaigns + w->dirty->nbatch <= SYNCED_CALL_CAMPAIGNS)) {
-        held *h = w->dirty;
-        w->dirty = h->next_dirty;
+    while (f->dirty && call->njobs < SYNCED_CALL_JOBS &&
+           (call->njobs == 0 || campaigns + f->dirty->nbatch <= SYNCED_CALL_CAMPAIGNS)) {
+        held *h = f->dirty;
+        f->dirty = h->next_dirty;
         h->next_dirty = NULL;
         h->in_dirty = 0;
         if (h->nbatch == 0)
@@ -405,7 +456,7 @@ static void call_fill(worker *w, batch_call *call)
 }
 
 /* Sends the jobs of call as one synced.lua call. */
-static void call_send(worker *w, batch_call *call)
+static void call_send(flow *f, batch_call *call)
 {
     const char *argv[SYNCED_MAX_ARGS];
     size_t lens[SYNCED_MAX_ARGS];
@@ -416,33 +467,33 @@ static void call_send(worker *w, batch_call *call)
     snprintf(runs, sizeof runs, "%zu", call->njobs);
     argv[argc++] = now;
     argv[argc++] = runs;
-    argv[argc++] = w->retention;
+    argv[argc++] = f->x->retention;
     for (size_t j = 0; j < call->njobs; j++) {
         held *h = call->job[j].h;
         char (*k)[KEYS_MAX_LEN] = key + 2 + SYNCED_KEYS_PER_JOB * j;
-        keys_run_key(&w->keys, h->job.run, k[0], KEYS_MAX_LEN);
-        keys_run_items_key(&w->keys, h->job.run, k[1], KEYS_MAX_LEN);
-        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_CAMPAIGNS, k[2], KEYS_MAX_LEN);
-        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, k[3], KEYS_MAX_LEN);
-        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_LAST_RUN, k[4], KEYS_MAX_LEN);
+        keys_run_key(&f->x->keys, h->job.run, k[0], KEYS_MAX_LEN);
+        keys_run_items_key(&f->x->keys, h->job.run, k[1], KEYS_MAX_LEN);
+        keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_CAMPAIGNS, k[2], KEYS_MAX_LEN);
+        keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, k[3], KEYS_MAX_LEN);
+        keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_LAST_RUN, k[4], KEYS_MAX_LEN);
         snprintf(nums[j][0], sizeof nums[j][0], "%u", cursor_of(h));
         snprintf(nums[j][1], sizeof nums[j][1], "%zu", h->nbatch);
         argv[argc++] = h->job.run;
         argv[argc++] = nums[j][0];
-        argv[argc++] = w->cfg.pg_url[0] ? h->job.client : "";
+        argv[argc++] = f->x->cfg.pg_url[0] ? h->job.client : "";
         argv[argc++] = nums[j][1];
         for (size_t i = 0; i < h->nbatch; i++) {
             argv[argc++] = h->batch[i].id;
             argv[argc++] = h->batch[i].stored;
         }
     }
-    argv[0] = wk_key(w, KEYS_STATS);
-    argv[1] = wk_key(w, KEYS_OUTBOX);
+    argv[0] = ctx_key(f->x, KEYS_STATS);
+    argv[1] = ctx_key(f->x, KEYS_OUTBOX);
     for (int i = 2; i < nkeys; i++)
         argv[i] = key[i];
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    int sent = st_script(w->store, SCRIPT_SYNCED, nkeys, argc, argv, lens, on_batch_recorded, call) == 0;
+    int sent = st_script(f->x->store, SCRIPT_SYNCED, nkeys, argc, argv, lens, on_batch_recorded, call) == 0;
     for (size_t j = 0; j < call->njobs; j++) {
         held *h = call->job[j].h;
         batch_clear(h);
@@ -455,30 +506,30 @@ static void call_send(worker *w, batch_call *call)
         free(call);
         return;
     }
-    call->next = w->calls;
-    if (w->calls)
-        w->calls->prev = call;
-    w->calls = call;
+    call->next = f->calls;
+    if (f->calls)
+        f->calls->prev = call;
+    f->calls = call;
 }
 
-void fl_flush_batches(worker *w)
+void fl_flush_batches(flow *f)
 {
-    uv_timer_stop(&w->batch_timer);
-    while (w->dirty) {
+    uv_timer_stop(&f->batch_timer);
+    while (f->dirty) {
         batch_call *call = malloc(sizeof *call);
         if (call == NULL) {   /* out of memory: the waiting outcomes are lost, their jobs handed back */
-            for (held *h = w->dirty; h; h = h->next_dirty) {
+            for (held *h = f->dirty; h; h = h->next_dirty) {
                 h->in_dirty = 0;
                 batch_clear(h);
                 h->aborted = 1;
             }
-            w->dirty = NULL;
+            f->dirty = NULL;
             return;
         }
         *call = (batch_call){ .njobs = 0 };
-        call_fill(w, call);
+        call_fill(f, call);
         if (call->njobs > 0)
-            call_send(w, call);
+            call_send(f, call);
         else
             free(call);
     }
@@ -492,7 +543,7 @@ static void on_batch_timer(uv_timer_t *t)
 /* Takes ownership of stored (malloc'd). */
 static void add_synced(held *h, unsigned page, const api_campaign *c, char *stored)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     page_done_one(h, page);
     if (h->nbatch == h->batch_cap) {
         size_t cap = h->batch_cap ? 2 * h->batch_cap : 16;
@@ -515,71 +566,72 @@ static void add_synced(held *h, unsigned page, const api_campaign *c, char *stor
     id[c->id_len] = '\0';
     h->batch[h->nbatch++] = (struct synced_item){ id, c->id_len, stored };
     if (!h->in_dirty) {   /* the first waiting: sent within SYNCED_BATCH_MS */
-        h->next_dirty = w->dirty;
+        h->next_dirty = f->dirty;
         h->in_dirty = 1;
-        if (w->dirty == NULL)
-            uv_timer_start(&w->batch_timer, on_batch_timer, SYNCED_BATCH_MS, 0);
-        w->dirty = h;
+        if (f->dirty == NULL)
+            uv_timer_start(&f->batch_timer, on_batch_timer, SYNCED_BATCH_MS, 0);
+        f->dirty = h;
     }
     if (h->nbatch >= SYNCED_BATCH_MAX)
-        fl_flush_batches(w);
+        fl_flush_batches(f);
 }
 
 /* ---- sync --------------------------------------------------------------- */
 
 /* ---- the page budget: listed campaigns held, in bytes of their text ----- */
 
-static void page_bytes_add(worker *w, const api_page *p)
+static void page_bytes_add(flow *f, const api_page *p)
 {
     for (size_t i = 0; i < p->n; i++)
-        w->page_bytes += p->items[i].json_len;
+        f->x->page_bytes += p->items[i].json_len;
 }
 
 /* Clears what is left of a page (items moved into ops count from there). */
-static void drop_page(worker *w, api_page *p)
+static void drop_page(flow *f, api_page *p)
 {
     for (size_t i = 0; i < p->n; i++)
-        w->page_bytes -= p->items[i].json_len;
+        f->x->page_bytes -= p->items[i].json_len;
     api_page_clear(p);
 }
 
 /* What the held campaigns and the pages asked for are expected to take:
  * each list out reserves a recent page's size (or what its body already
  * holds, when more). */
-static uint64_t page_bytes_expected(const worker *w)
+static uint64_t page_bytes_expected(const flow *f)
 {
-    uint64_t reserved = (uint64_t)w->lists_out * w->page_est;
-    uint64_t receiving = http_budget_in_flight(w->http);
-    return w->page_bytes + (receiving > reserved ? receiving : reserved);
+    uint64_t reserved = (uint64_t)f->lists_out * f->page_est;
+    uint64_t receiving = http_budget_in_flight(f->x->http);
+    return f->x->page_bytes + (receiving > reserved ? receiving : reserved);
 }
 
 /* Whether another page may be asked for: listed campaigns held plus pages
  * on their way stay under ADSYNC_BODY_BUDGET_BYTES, so memory follows the
  * configuration, not the platform (README "Memory"). The HTTP client
  * enforces the same budget on the bytes that actually arrive. */
-static int page_fits(const worker *w)
+static int page_fits(const flow *f)
 {
-    return page_bytes_expected(w) + w->page_est < w->cfg.body_budget_bytes;
+    return page_bytes_expected(f) + f->page_est < f->x->cfg.body_budget_bytes;
 }
 
-static int page_budget_left(worker *w)
+static int page_budget_left(flow *f)
 {
-    if (page_fits(w))
+    if (page_fits(f))
         return 1;
-    w->lists_waiting = 1;
+    f->lists_waiting = 1;
     return 0;
 }
 
 /* A recent page's size: the largest at once, decaying by an eighth a page. */
-static void page_est_update(worker *w, size_t body_len)
+static void page_est_update(flow *f, size_t body_len)
 {
-    w->page_est = body_len > w->page_est ? body_len : (w->page_est * 7 + body_len) / 8;
+    f->page_est = body_len > f->page_est ? body_len : (f->page_est * 7 + body_len) / 8;
 }
 
 static void free_op(op *o)
 {
-    o->owner->ops_out--;
-    o->owner->w->page_bytes -= o->campaign.json_len;
+    held *h = o->owner;
+    h->ops_out--;
+    h->f->x->page_bytes -= o->campaign.json_len;
     free(o->campaign.id);
     free(o->campaign.json);
     free(o);
@@ -600,10 +652,10 @@ static void on_sync_done(op *o, const op_result *res)
         api_parse_sync(res->http->body, res->http->body_len, synced_at, sizeof synced_at, err, sizeof err) == 0) {
         char *stored = api_stored_campaign(o->campaign.json, synced_at, h->job.run);
         if (stored && h->job.type == JOB_CLIENT) {
-            h->w->n.campaigns_synced++;
+            h->f->x->n.campaigns_synced++;
             add_synced(h, o->page, &o->campaign, stored);
         } else if (stored) {
-            h->w->n.campaigns_synced++;
+            h->f->x->n.campaigns_synced++;
             record_outcome(h, o->page, &o->campaign, PR_SYNCED, stored, 0);
             free(stored);
         } else {
@@ -625,7 +677,7 @@ static void started(held *h)
 {
     if (h->starting) {
         h->starting = 0;
-        h->w->starting--;
+        h->f->starting--;
     }
 }
 
@@ -654,7 +706,7 @@ static void submit_sync(held *h, unsigned page, api_campaign *c)
     o->campaign = *c;
     memset(c, 0, sizeof *c);
     o->done = on_sync_done;
-    sched_submit(h->w, o);
+    sched_submit(h->f->sched, o);
 }
 
 /* ---- listing ----------------------------------------------------------- */
@@ -694,7 +746,7 @@ static void on_page_recorded(redisReply *reply, void *ud)
     const char *bad = wrongtype_key(reply);
     if (bad) {
         fail_wrongtype(h, bad);
-        drop_page(h->w, &pc->items);
+        drop_page(h->f, &pc->items);
         free(pc);
         maybe_finish(h);
         return;
@@ -714,13 +766,13 @@ static void on_page_recorded(redisReply *reply, void *ud)
             continue;
         api_campaign *c = &pc->items.items[pos - 1];
         if (c->problem) {
-            h->w->n.campaigns_invalid++;
+            h->f->x->n.campaigns_invalid++;
             campaign_failed(h, pc->page, c, c->problem, 1, 0);
         } else {
             submit_sync(h, pc->page, c);
         }
     }
-    drop_page(h->w, &pc->items);
+    drop_page(h->f, &pc->items);
     free(pc);
     maybe_list_more(h);
     maybe_finish(h);
@@ -728,7 +780,7 @@ static void on_page_recorded(redisReply *reply, void *ud)
 
 static void record_page(held *h, unsigned page, api_page *items)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     page_ctx *ctx = calloc(1, sizeof *ctx);
     size_t argc_max = MAX_ARGS + 1 + items->n;   /* the pairs, "ids", the ids */
     progress_call *pc = malloc(sizeof *pc);
@@ -736,7 +788,7 @@ static void record_page(held *h, unsigned page, api_page *items)
     size_t *lens = malloc(argc_max * sizeof *lens);
     if (!ctx || !pc || !argv || !lens) {
         free(ctx), free(pc), free(argv), free(lens);
-        drop_page(w, items);
+        drop_page(f, items);
         h->aborted = 1;
         h->list_pending = 0;
         return;
@@ -744,7 +796,7 @@ static void record_page(held *h, unsigned page, api_page *items)
     ctx->h = h;
     ctx->page = page;
     ctx->items = *items;
-    ctx->last = api_page_is_last(items, page, h->client->page_size) || page >= w->cfg.max_pages;
+    ctx->last = api_page_is_last(items, page, h->client->page_size) || page >= f->x->cfg.max_pages;
     memset(items, 0, sizeof *items);
 
     progress_begin(pc, h);
@@ -760,7 +812,7 @@ static void record_page(held *h, unsigned page, api_page *items)
         lens[argc++] = ctx->items.items[i].id_len;
     }
     if (job_write(h, SCRIPT_PROGRESS, PR_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
-        drop_page(w, &ctx->items);
+        drop_page(f, &ctx->items);
         free(ctx);
         h->aborted = 1;
         h->list_pending = 0;
@@ -782,13 +834,13 @@ static void submit_list(held *h, uint64_t not_before_ms);
  * recorded: buried. */
 static void list_failed(held *h, unsigned page, int permanent, unsigned long retry_after_ms)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + ++h->list_streak;
     log_warn("page fetch failed", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_INT("page", page), LOG_INT("attempt", attempt), LOG_STR("error", h->list_error));
-    pol_decision d = pol_decide(&w->policy, permanent ? POL_PERMANENT : POL_TRANSIENT, attempt,
+    pol_decision d = pol_decide(&f->x->policy, permanent ? POL_PERMANENT : POL_TRANSIENT, attempt,
                                 retry_after_ms, 0, backoff_unit_random());
-    if (d.action == POL_RETRY && !w->stopping) {   /* in place, holding no slot meanwhile */
+    if (d.action == POL_RETRY && !ctx_stopping(f->x)) {   /* in place, holding no slot meanwhile */
         submit_list(h, clock_mono_ms() + d.delay_ms);
         return;
     }
@@ -802,8 +854,8 @@ static void list_failed(held *h, unsigned page, int permanent, unsigned long ret
  * page size asked for when a client asks for more. */
 static size_t max_page_items(const held *h)
 {
-    unsigned asked = h->client->page_size > 0 ? h->client->page_size : h->w->cfg.page_size;
-    return asked > h->w->cfg.max_page_items ? asked : h->w->cfg.max_page_items;
+    unsigned asked = h->client->page_size > 0 ? h->client->page_size : h->f->x->cfg.page_size;
+    return asked > h->f->x->cfg.max_page_items ? asked : h->f->x->cfg.max_page_items;
 }
 
 static void on_list_done(op *o, const op_result *res)
@@ -811,9 +863,9 @@ static void on_list_done(op *o, const op_result *res)
     held *h = o->owner;
     unsigned page = o->page;
     free_op(o);
-    h->w->lists_out--;
+    h->f->lists_out--;
     if (res->http && res->http->error == HTTP_OK)
-        page_est_update(h->w, res->http->body_len);
+        page_est_update(h->f, res->http->body_len);
     if (res->aborted) {
         h->aborted = 1;
         h->list_pending = 0;
@@ -823,7 +875,7 @@ static void on_list_done(op *o, const op_result *res)
         /* Not the platform's fault and no attempt spent: the page is asked
          * for again once the campaigns held have made room. */
         h->list_pending = 0;
-        h->w->lists_waiting = 1;
+        h->f->lists_waiting = 1;
         return;
     }
     api_page items;
@@ -832,7 +884,7 @@ static void on_list_done(op *o, const op_result *res)
         api_parse_page(res->http->body, res->http->body_len, max_page_items(h), &items, err, sizeof err) == 0) {
         log_debug("page listed", LOG_STR("client", h->job.client), LOG_INT("page", page),
                   LOG_INT("campaigns", (long long)items.n));
-        page_bytes_add(h->w, &items);
+        page_bytes_add(h->f, &items);
         record_page(h, page, &items);
         return;
     }
@@ -845,24 +897,24 @@ static void on_list_done(op *o, const op_result *res)
 
 static void maybe_list_more(held *h)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     if (h->job.type != JOB_CLIENT || h->client == NULL || h->next_page == 0)
         return;   /* not a client job, or not begun (begin_client_job sets next_page) */
-    size_t ahead = 2 * (size_t)(h->client->page_size > 0 ? h->client->page_size : w->cfg.page_size);
-    if (ahead < 2 * (size_t)w->cfg.client_concurrency)
-        ahead = 2 * (size_t)w->cfg.client_concurrency;
+    size_t ahead = 2 * (size_t)(h->client->page_size > 0 ? h->client->page_size : f->x->cfg.page_size);
+    if (ahead < 2 * (size_t)f->x->cfg.client_concurrency)
+        ahead = 2 * (size_t)f->x->cfg.client_concurrency;
     if (h->job.type != JOB_CLIENT || h->listing_done || h->list_pending || h->list_failed ||
-        h->aborted || w->stopping || h->syncs_open >= ahead || !page_budget_left(w))
+        h->aborted || ctx_stopping(f->x) || h->syncs_open >= ahead || !page_budget_left(f))
         return;
     submit_list(h, 0);
 }
 
-void fl_resume_lists(worker *w)
+static void resume_lists(flow *f)
 {
-    if (!w->lists_waiting || !page_fits(w))
+    if (!f->lists_waiting || !page_fits(f))
         return;
-    w->lists_waiting = 0;
-    for (held *h = w->jobs, *next; h; h = next) {
+    f->lists_waiting = 0;
+    for (held *h = f->jobs, *next; h; h = next) {
         next = h->next;
         maybe_list_more(h);
     }
@@ -879,8 +931,8 @@ static void submit_list(held *h, uint64_t not_before_ms)
     o->done = on_list_done;
     o->not_before_ms = not_before_ms;
     h->list_pending = 1;
-    h->w->lists_out++;
-    sched_submit(h->w, o);
+    h->f->lists_out++;
+    sched_submit(h->f->sched, o);
 }
 
 /* ---- the end of a job ----------------------------------------------------- */
@@ -916,20 +968,20 @@ static void send_job_end(held *h, progress_call *pc)
 
 static void retry_client_job(held *h)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     /* Progress resets the count: a long listing that meets an occasional
      * 503 is not one failure away from dead (list_failed counted this one). */
     unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + h->list_streak;
     job_set_error(&h->job, h->list_error);
-    pol_decision d = pol_decide(&w->policy, h->list_failed == 2 ? POL_PERMANENT : POL_TRANSIENT, attempt,
+    pol_decision d = pol_decide(&f->x->policy, h->list_failed == 2 ? POL_PERMANENT : POL_TRANSIENT, attempt,
                                 h->retry_after_ms, 0, backoff_unit_random());
     if (d.action == POL_DEAD) {
         unsigned saved = h->job.attempt;
         h->job.attempt = attempt;
         char *json = job_serialize(&h->job);
         h->job.attempt = saved;
-        w->n.jobs_dead++;
-        w->n.jobs_by[JOB_CLIENT][WK_JOB_DEAD]++;
+        f->x->n.jobs_dead++;
+        f->x->n.jobs_by[JOB_CLIENT][WK_JOB_DEAD]++;
         bury(h, json ? json : h->elem, h->list_error);
         free(json);
         return;
@@ -949,8 +1001,8 @@ static void retry_client_job(held *h)
     pair(&pc, PR_JOB, json);
     pair(&pc, PR_DUE, pc.due);
     progress_ends_job(&pc, h);
-    w->n.jobs_retried++;
-    w->n.jobs_by[JOB_CLIENT][WK_JOB_RETRIED]++;
+    f->x->n.jobs_retried++;
+    f->x->n.jobs_by[JOB_CLIENT][WK_JOB_RETRIED]++;
     log_info("client job will be retried", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_INT("attempt", attempt), LOG_INT("page", cursor_of(h)));
     send_job_end(h, &pc);
@@ -971,8 +1023,8 @@ static void maybe_finish(held *h)
     progress_begin(&pc, h);
     pair(&pc, PR_LISTING_DONE, "1");
     progress_ends_job(&pc, h);
-    h->w->n.jobs_done++;
-    h->w->n.jobs_by[JOB_CLIENT][WK_JOB_DONE]++;
+    h->f->x->n.jobs_done++;
+    h->f->x->n.jobs_by[JOB_CLIENT][WK_JOB_DONE]++;
     send_job_end(h, &pc);
 }
 
@@ -988,25 +1040,25 @@ static void on_buried(redisReply *reply, void *ud)
 /* Moves the held job to the dead letters; the run fails with reason. */
 static void bury(held *h, const char *dead_letter, const char *reason)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     char run[KEYS_MAX_LEN] = "", active[KEYS_MAX_LEN] = "", now[24];
     char items[KEYS_MAX_LEN] = "", last_run[KEYS_MAX_LEN] = "";
     int has_run = h->job.run[0] != '\0';
     if (has_run) {
-        keys_run_key(&w->keys, h->job.run, run, sizeof run);
-        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, active, sizeof active);
-        keys_run_items_key(&w->keys, h->job.run, items, sizeof items);
-        keys_client_key(&w->keys, h->job.client, KEYS_CLIENT_LAST_RUN, last_run, sizeof last_run);
+        keys_run_key(&f->x->keys, h->job.run, run, sizeof run);
+        keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, active, sizeof active);
+        keys_run_items_key(&f->x->keys, h->job.run, items, sizeof items);
+        keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_LAST_RUN, last_run, sizeof last_run);
     } else {   /* the script only touches these when given a run id */
-        snprintf(run, sizeof run, "%s", wk_key(w, KEYS_STATS));
-        snprintf(active, sizeof active, "%s", wk_key(w, KEYS_STATS));
-        snprintf(items, sizeof items, "%s", wk_key(w, KEYS_STATS));
-        snprintf(last_run, sizeof last_run, "%s", wk_key(w, KEYS_STATS));
+        snprintf(run, sizeof run, "%s", ctx_key(f->x, KEYS_STATS));
+        snprintf(active, sizeof active, "%s", ctx_key(f->x, KEYS_STATS));
+        snprintf(items, sizeof items, "%s", ctx_key(f->x, KEYS_STATS));
+        snprintf(last_run, sizeof last_run, "%s", ctx_key(f->x, KEYS_STATS));
     }
     snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
-    const char *argv[] = { w->processing_key, wk_key(w, KEYS_DEAD), wk_key(w, KEYS_DELIVERIES),
-                           wk_key(w, KEYS_STATS), run, active, items, last_run, h->elem, dead_letter, h->job.id, h->job.run, reason, now,
-                           w->retention, w->dead_max };
+    const char *argv[] = { f->x->processing_key, ctx_key(f->x, KEYS_DEAD), ctx_key(f->x, KEYS_DELIVERIES),
+                           ctx_key(f->x, KEYS_STATS), run, active, items, last_run, h->elem, dead_letter, h->job.id, h->job.run, reason, now,
+                           f->x->retention, f->x->dead_max };
     size_t lens[16];
     for (int i = 0; i < 16; i++)
         lens[i] = strlen(argv[i]);
@@ -1034,22 +1086,22 @@ static void on_handed_back(redisReply *reply, void *ud)
  * again ends dead as poison. */
 static void hand_back(held *h)
 {
-    worker *w = h->w;
-    const char *argv[] = { w->processing_key, wk_key(w, KEYS_JOBS), h->elem };
-    const size_t lens[] = { strlen(w->processing_key), strlen(wk_key(w, KEYS_JOBS)), h->elem_len };
+    flow *f = h->f;
+    const char *argv[] = { f->x->processing_key, ctx_key(f->x, KEYS_JOBS), h->elem };
+    const size_t lens[] = { strlen(f->x->processing_key), strlen(ctx_key(f->x, KEYS_JOBS)), h->elem_len };
     if (job_write(h, SCRIPT_UNPOP, 2, 3, argv, lens, on_handed_back, h) < 0)
         return;   /* out of memory again: the next sweep tries again */
     h->finishing = 1;
-    w->n.jobs_handed_back++;
+    f->x->n.jobs_handed_back++;
     log_warn("job handed back: a step could not be carried out", LOG_STR("client", h->job.client),
              LOG_STR("run", h->job.run), LOG_STR("job", h->job.id));
 }
 
-void fl_hand_back_aborted(worker *w)
+static void hand_back_aborted(flow *f)
 {
-    if (w->stopping)
+    if (ctx_stopping(f->x))
         return;   /* the stop hands every job back */
-    for (held *h = w->jobs, *next; h; h = next) {
+    for (held *h = f->jobs, *next; h; h = next) {
         next = h->next;
         if (h->aborted && !h->finishing && h->ops_out == 0 && h->writes_out == 0 && !h->in_dirty &&
             h->nbatch == 0 && h->page_write == NULL)
@@ -1076,8 +1128,8 @@ static void bury_unparseable(held *h, const char *why)
         json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     free(raw);
-    h->w->n.jobs_dead++;
-    h->w->n.jobs_by[WK_JOB_UNPARSED][WK_JOB_DEAD]++;
+    h->f->x->n.jobs_dead++;
+    h->f->x->n.jobs_by[WK_JOB_UNPARSED][WK_JOB_DEAD]++;
     bury(h, json ? json : "{\"v\":1,\"last_error\":\"unparseable job\"}", reason);
     free(json);
 }
@@ -1116,8 +1168,8 @@ static void begin_campaign_job(held *h)
 
 static void begin(held *h)
 {
-    worker *w = h->w;
-    h->client = cl_acquire(w, h->job.client);
+    flow *f = h->f;
+    h->client = cl_acquire(f->clients, h->job.client);
     if (h->client == NULL) {
         h->aborted = 1;
         return;
@@ -1127,8 +1179,8 @@ static void begin(held *h)
         return;
     }
     char run[KEYS_MAX_LEN];
-    keys_run_key(&w->keys, h->job.run, run, sizeof run);
-    if (rds_commandf(w->redis, on_cursor, h, "HGET %s next_page", run) < 0)
+    keys_run_key(&f->x->keys, h->job.run, run, sizeof run);
+    if (rds_commandf(f->x->redis, on_cursor, h, "HGET %s next_page", run) < 0)
         begin_client_job(h, 1);
 }
 
@@ -1136,16 +1188,16 @@ static void on_delivery_counted(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
     held *h = privdata;
-    worker *w = h->w;
+    flow *f = h->f;
     long long n = reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 1;
-    if (n <= (long long)w->cfg.max_deliveries) {
+    if (n <= (long long)f->x->cfg.max_deliveries) {
         begin(h);
         return;
     }
     char reason[64];
     snprintf(reason, sizeof reason, "poison: delivered %lld times", n);
     job_set_error(&h->job, reason);
-    w->n.jobs_dead++;
+    f->x->n.jobs_dead++;
     if (h->job.type == JOB_CAMPAIGN) {
         api_campaign c = { .id = h->job.campaign_id, .id_len = strlen(h->job.campaign_id),
                            .json = h->job.campaign };
@@ -1156,52 +1208,52 @@ static void on_delivery_counted(rds *r, redisReply *reply, void *privdata)
         free(json);
         return;
     }
-    w->n.jobs_by[JOB_CLIENT][WK_JOB_DEAD]++;   /* a campaign job was counted by record_outcome */
+    f->x->n.jobs_by[JOB_CLIENT][WK_JOB_DEAD]++;   /* a campaign job was counted by record_outcome */
     bury_job(h, reason);
 }
 
-void fl_start(worker *w, char *elem, size_t len)
+int fl_start(flow *f, char *elem, size_t len)
 {
     held *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        free(elem);   /* stays in our processing list, not held: the orphan check hands it back */
-        w->orphan_check = 1;
-        return;
+        free(elem);
+        return -1;
     }
-    h->w = w;
+    h->f = f;
     h->elem = elem;
     h->elem_len = len;
     h->starting = 1;
-    w->starting++;
-    h->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = h;
-    w->jobs = h;
-    w->njobs++;
-    w->n.jobs_popped++;
+    f->starting++;
+    h->next = f->jobs;
+    if (f->jobs)
+        f->jobs->prev = h;
+    f->jobs = h;
+    f->x->jobs_held++;
+    f->x->n.jobs_popped++;
 
     char err[256];
     if (job_parse(elem, len, &h->job, err, sizeof err) < 0) {
         bury_unparseable(h, err);
-        return;
+        return 0;
     }
-    if (rds_commandf(w->redis, on_delivery_counted, h, "HINCRBY %s %s 1", wk_key(w, KEYS_DELIVERIES),
+    if (rds_commandf(f->x->redis, on_delivery_counted, h, "HINCRBY %s %s 1", ctx_key(f->x, KEYS_DELIVERIES),
                      h->job.id) < 0)
         begin(h);
+    return 0;
 }
 
 /* ---- release -------------------------------------------------------------- */
 
 static void release(held *h)
 {
-    worker *w = h->w;
+    flow *f = h->f;
     if (h->prev)
         h->prev->next = h->next;
     else
-        w->jobs = h->next;
+        f->jobs = h->next;
     if (h->next)
         h->next->prev = h->prev;
-    w->njobs--;
+    f->x->jobs_held--;
     started(h);
     cl_release(h->client);
     job_clear(&h->job);
@@ -1215,20 +1267,64 @@ static void release(held *h)
         free(h->page_write);
     }
     free(h);
-    wk_kick(w);
+    ctx_kick(f->x);
 }
 
-void fl_free_all(worker *w)
+size_t fl_starting(const flow *f)
 {
-    w->dirty = NULL;   /* teardown: unsent batches go with their jobs (re-synced after the hand-back) */
-    while (w->calls) {   /* and calls the store drops unconfirmed */
-        batch_call *call = w->calls;
-        w->calls = call->next;
+    return f->starting;
+}
+
+int fl_match_held(const flow *f, const char *elem, size_t len, unsigned char *claimed)
+{
+    size_t i = 0;
+    for (const held *h = f->jobs; h; h = h->next, i++) {
+        if (!claimed[i] && h->elem_len == len && memcmp(h->elem, elem, len) == 0) {
+            claimed[i] = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void fl_housekeeping(flow *f)
+{
+    resume_lists(f);
+    hand_back_aborted(f);
+}
+
+flow *fl_new(wctx *x, sched *s, cl_set *clients)
+{
+    flow *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    f->x = x;
+    f->sched = s;
+    f->clients = clients;
+    uv_timer_init(x->loop, &f->batch_timer);
+    f->batch_timer.data = f;
+    return f;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void fl_free(flow *f)
+{
+    if (f == NULL)
+        return;
+    f->dirty = NULL;   /* teardown: unsent batches go with their jobs (re-synced after the hand-back) */
+    while (f->calls) {   /* and calls the store drops unconfirmed */
+        batch_call *call = f->calls;
+        f->calls = call->next;
         free(call);
     }
-    while (w->jobs) {
-        held *h = w->jobs;
-        h->client = NULL;   /* clients are freed wholesale by cl_free_all */
+    while (f->jobs) {
+        held *h = f->jobs;
+        h->client = NULL;   /* clients are freed wholesale by cl_set_free */
         release(h);
     }
+    uv_close((uv_handle_t *)&f->batch_timer, on_timer_closed);
 }

@@ -116,24 +116,30 @@ int main(int argc, char **argv)
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
-    static worker w;
+    worker *w = wk_new();
+    if (w == NULL) {
+        log_error("out of memory");
+        return 1;
+    }
     wm_endpoint *metrics = NULL;   /* before Redis is touched: a bad address is a config error */
-    if (c.metrics_enabled && (metrics = wm_open(&loop, &w, &c.metrics, err, sizeof err)) == NULL) {
+    if (c.metrics_enabled && (metrics = wm_open(&loop, w, &c.metrics, err, sizeof err)) == NULL) {
         fprintf(stderr, "adsync-worker: ADSYNC_METRICS_ADDR: %s (expected a free host:port)\n", err);
         uv_loop_close(&loop);
         curl_global_cleanup();
         seal_keyring_free(seal);
+        wk_free(w);
         return CFG_EXIT_CONFIG;
     }
-    if (wk_init(&w, &loop, &c, seal, opt.id, opt.drain) < 0) {
+    if (wk_init(w, &loop, &c, seal, opt.id, opt.drain) < 0) {
         log_error("could not set up the worker (out of memory?)");
         seal_keyring_free(seal);
+        wk_free(w);
         return 1;
     }
     /* The worker keeps its own copy, the one reconnects use; this one goes. */
     explicit_bzero(c.redis.password, sizeof c.redis.password);
     explicit_bzero(c.pg_url, sizeof c.pg_url);
-    wk_start(&w);
+    wk_start(w);
     uv_run(&loop, UV_RUN_DEFAULT);
     wm_close(metrics);
     uv_run(&loop, UV_RUN_DEFAULT);   /* let the endpoint's handles close */
@@ -143,5 +149,7 @@ int main(int argc, char **argv)
     curl_global_cleanup();
     seal_keyring_free(seal);
     log_secret_clear();
-    return w.exit_code;
+    int exit_code = wk_exit_code(w);
+    wk_free(w);
+    return exit_code;
 }

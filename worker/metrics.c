@@ -1,6 +1,6 @@
 /* metrics: what adsync-worker shows on ADSYNC_METRICS_ADDR (DESIGN.md §9).
  *
- *   /metrics  Prometheus text: the worker's counters since start (w->n),
+ *   /metrics  Prometheus text: the worker's counters since start (ctx n),
  *             its gauges, and queue depths sampled from Redis every
  *             SAMPLE_MS with plain non-blocking commands
  *   /healthz  200 "ok" while the loop runs and Redis is connected, else 503
@@ -32,7 +32,7 @@ typedef struct depth_slot {
 } depth_slot;
 
 struct wm_endpoint {
-    worker *w;
+    const worker *w;
     mx_server *srv;
     uv_timer_t timer;
     depth_slot slots[Q_COUNT];
@@ -157,18 +157,19 @@ static int connected(rds *r)
 
 static void render_gauges(mx_buf *b, const worker *w)
 {
+    const wctx *x = wk_ctx(w);
     gauge(b, "adsync_http_requests_in_flight", "Platform requests (and rate checks) in flight.",
-          w->inflight);
-    gauge(b, "adsync_jobs_held", "Jobs this worker holds in its processing list.", (double)w->njobs);
+          wk_inflight(w));
+    gauge(b, "adsync_jobs_held", "Jobs this worker holds in its processing list.", (double)x->jobs_held);
     gauge(b, "adsync_store_pending_writes", "Result writes not yet confirmed by Redis.",
-          w->store ? (double)st_backlog(w->store) : 0);
-    gauge(b, "adsync_worker_stopping", "1 while the worker drains for shutdown.", w->stopping ? 1 : 0);
+          x->store ? (double)st_backlog(x->store) : 0);
+    gauge(b, "adsync_worker_stopping", "1 while the worker drains for shutdown.", ctx_stopping(x) ? 1 : 0);
     gauge(b, "adsync_worker_start_time_seconds", "When this worker started (Unix time).",
-          (double)w->started_at / 1000.0);
+          (double)wk_started_at(w) / 1000.0);
     mx_family(b, "adsync_redis_connected", MX_GAUGE, "1 while the Redis connection is up.");
     mx_label main_l[] = { { "connection", "main" } }, pop_l[] = { { "connection", "pop" } };
-    mx_sample(b, "adsync_redis_connected", main_l, 1, connected(w->redis));
-    mx_sample(b, "adsync_redis_connected", pop_l, 1, connected(w->pop));
+    mx_sample(b, "adsync_redis_connected", main_l, 1, connected(x->redis));
+    mx_sample(b, "adsync_redis_connected", pop_l, 1, wk_pop_connected(w));
 }
 
 /* Depths only once a sample has come back: an unknown value is left out. */
@@ -192,8 +193,8 @@ static void render_metrics(wm_endpoint *m, mx_reply *reply)
 {
     reply->status = 200;
     reply->content_type = MX_CONTENT_TYPE;
-    render_http(&reply->body, &m->w->n);
-    render_outcomes(&reply->body, &m->w->n);
+    render_http(&reply->body, &wk_ctx(m->w)->n);
+    render_outcomes(&reply->body, &wk_ctx(m->w)->n);
     render_gauges(&reply->body, m->w);
     render_depths(&reply->body, m);
 }
@@ -203,11 +204,12 @@ static void render_metrics(wm_endpoint *m, mx_reply *reply)
 /* NULL when healthy, else why not. */
 static const char *unhealthy(const worker *w)
 {
-    if (w->closed)
+    const wctx *x = wk_ctx(w);
+    if (x->phase == WK_CLOSED)
         return "stopped";
-    if (!connected(w->redis))
+    if (!connected(x->redis))
         return "redis: main connection down";
-    if (!w->stopping && !connected(w->pop))
+    if (!ctx_stopping(x) && !wk_pop_connected(w))
         return "redis: pop connection down";
     return NULL;
 }
@@ -251,7 +253,7 @@ static void on_depth(rds *r, redisReply *reply, void *privdata)
 
 static int send_depth(wm_endpoint *m, int q, const char *fmt, const char *key, const char *arg)
 {
-    if (rds_commandf(m->w->redis, on_depth, &m->slots[q], fmt, key, arg) < 0)
+    if (rds_commandf(wk_ctx(m->w)->redis, on_depth, &m->slots[q], fmt, key, arg) < 0)
         return -1;
     m->outstanding++;
     return 0;
@@ -259,16 +261,16 @@ static int send_depth(wm_endpoint *m, int q, const char *fmt, const char *key, c
 
 static void sample(wm_endpoint *m)
 {
-    worker *w = m->w;
-    if (m->outstanding > 0 || w->closed || !connected(w->redis))
+    const wctx *x = wk_ctx(m->w);
+    if (m->outstanding > 0 || x->phase == WK_CLOSED || !connected(x->redis))
         return;
     char key[Q_COUNT][KEYS_MAX_LEN], now[24];
-    keys_global_key(&w->keys, KEYS_JOBS, key[Q_JOBS], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_RETRY, key[Q_RETRY], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_RETRY, key[Q_RETRY_DUE], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_DEAD, key[Q_DEAD], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_OUTBOX, key[Q_OUTBOX], KEYS_MAX_LEN);
-    keys_global_key(&w->keys, KEYS_WORKERS, key[Q_WORKERS], KEYS_MAX_LEN);
+    keys_global_key(&x->keys, KEYS_JOBS, key[Q_JOBS], KEYS_MAX_LEN);
+    keys_global_key(&x->keys, KEYS_RETRY, key[Q_RETRY], KEYS_MAX_LEN);
+    keys_global_key(&x->keys, KEYS_RETRY, key[Q_RETRY_DUE], KEYS_MAX_LEN);
+    keys_global_key(&x->keys, KEYS_DEAD, key[Q_DEAD], KEYS_MAX_LEN);
+    keys_global_key(&x->keys, KEYS_OUTBOX, key[Q_OUTBOX], KEYS_MAX_LEN);
+    keys_global_key(&x->keys, KEYS_WORKERS, key[Q_WORKERS], KEYS_MAX_LEN);
     snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
     static const char *const fmt[Q_COUNT] = {
         [Q_JOBS] = "LLEN %s", [Q_RETRY] = "ZCARD %s", [Q_RETRY_DUE] = "ZCOUNT %s -inf %s",
@@ -290,7 +292,7 @@ static void on_sample_timer(uv_timer_t *t)
 
 /* ---- life ------------------------------------------------------------------- */
 
-wm_endpoint *wm_open(uv_loop_t *loop, worker *w, const cfg_hostport *addr, char *err, size_t errlen)
+wm_endpoint *wm_open(uv_loop_t *loop, const worker *w, const cfg_hostport *addr, char *err, size_t errlen)
 {
     wm_endpoint *m = calloc(1, sizeof *m);
     if (m == NULL) {

@@ -23,6 +23,8 @@
  * sink owns its Redis and pg connections, its timer and its batch; worker.c
  * starts it after registration and stops it in the second stage of the
  * shutdown (an unacknowledged claim list is pushed back by reap.lua). */
+#include "sink.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +34,6 @@
 #include "pgrow.h"
 #include "scripts.h"
 #include "sql.h"
-#include "worker.h"
 
 #define QUERY_TIMEOUT_MS 30000
 #define SCHEMA_RECHECK_MS 5000
@@ -67,7 +68,7 @@ typedef struct batch {
 } batch;
 
 struct sink {
-    worker *w;
+    wctx *x;
     rds *redis;                  /* claims and acknowledgements */
     pg_conn *pg;
     uv_timer_t timer;            /* next claim, table re-check or retry */
@@ -204,10 +205,10 @@ static void on_acked(rds *r, redisReply *reply, void *ud)
         return;
     }
     batch *b = s->b;
-    worker *w = s->w;
-    w->n.pg_rows_written += b->written;
-    w->n.pg_rows_dead += b->ndead;
-    w->n.pg_batches++;
+    wctx *x = s->x;
+    x->n.pg_rows_written += b->written;
+    x->n.pg_rows_dead += b->ndead;
+    x->n.pg_batches++;
     log_debug("postgres batch committed", LOG_INT("rows", (long long)b->written),
               LOG_INT("dead", (long long)b->ndead), LOG_INT("outbox_left", s->outbox_left));
     int full = b->full;
@@ -216,7 +217,7 @@ static void on_acked(rds *r, redisReply *reply, void *ud)
     if (full)
         step(s);
     else
-        arm(s, w->cfg.pg_batch_ms);
+        arm(s, x->cfg.pg_batch_ms);
 }
 
 /* After the last COMMIT: the claim list goes, refused rows are buried. */
@@ -309,7 +310,7 @@ static void on_prepared(pg_conn *pg, const PGresult *res, void *ud)
  * (half the server's work of parsing and planning it each time). */
 static void prepare(sink *s)
 {
-    unsigned rows = s->w->cfg.pg_batch_rows;
+    unsigned rows = s->x->cfg.pg_batch_rows;
     char *sql = pgrow_upsert_sql(rows);
     if (sql == NULL || pg_prepare(s->pg, UPSERT_NAME, sql, (int)(rows * PGROW_NCOLS), s->types, on_prepared, s) < 0)
         arm(s, RETRY_MIN_MS);
@@ -320,7 +321,7 @@ static void prepare(sink *s)
 static int send_rows(sink *s, range r, const char *const *values)
 {
     int nparams = (int)(r.n * PGROW_NCOLS);
-    if (r.n == s->w->cfg.pg_batch_rows)
+    if (r.n == s->x->cfg.pg_batch_rows)
         return pg_query_prepared(s->pg, UPSERT_NAME, nparams, values, on_inserted, s);
     char *sql = pgrow_upsert_sql(r.n);
     int rc = sql ? pg_query(s->pg, sql, nparams, s->types, values, on_inserted, s) : -1;
@@ -332,7 +333,7 @@ static void insert_next(sink *s)
 {
     batch *b = s->b;
     range r = b->todo[b->ntodo - 1];
-    if (r.n == s->w->cfg.pg_batch_rows && !s->prepared) {
+    if (r.n == s->x->cfg.pg_batch_rows && !s->prepared) {
         prepare(s);
         return;
     }
@@ -357,20 +358,20 @@ static void on_claimed(rds *r, redisReply *reply, void *privdata)
     s->claiming = 0;
     if (s->closed)
         return;
-    worker *w = s->w;
+    wctx *x = s->x;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
         reply->element[0]->type != REDIS_REPLY_INTEGER) {
-        arm(s, w->cfg.pg_batch_ms);   /* Redis trouble: rds reconnects, we look again */
+        arm(s, x->cfg.pg_batch_ms);   /* Redis trouble: rds reconnects, we look again */
         return;
     }
     s->outbox_left = reply->element[0]->integer;
     size_t n = reply->elements - 1;
     s->idle_clean = n == 0 && s->claim_clean;
     if (n == 0) {
-        arm(s, w->cfg.pg_batch_ms);
+        arm(s, x->cfg.pg_batch_ms);
         return;
     }
-    s->b = batch_new(reply->element + 1, n, n >= w->cfg.pg_batch_rows);
+    s->b = batch_new(reply->element + 1, n, n >= x->cfg.pg_batch_rows);
     if (s->b == NULL) {
         log_error("postgres sink: out of memory reading a batch; retrying");
         arm(s, RETRY_MAX_MS);
@@ -381,13 +382,13 @@ static void on_claimed(rds *r, redisReply *reply, void *privdata)
 
 static void claim(sink *s)
 {
-    worker *w = s->w;
+    wctx *x = s->x;
     const char *args[] = { s->outbox, s->claim, s->max_rows };
-    s->claim_clean = w->njobs == 0 && st_backlog(w->store) == 0;
+    s->claim_clean = x->jobs_held == 0 && st_backlog(x->store) == 0;
     if (rds_script(s->redis, SK_CLAIM, on_claimed, s, 2, 3, args, NULL) == 0)
         s->claiming = 1;
     else
-        arm(s, w->cfg.pg_batch_ms);
+        arm(s, x->cfg.pg_batch_ms);
 }
 
 /* ---- the table ------------------------------------------------------------------- */
@@ -461,7 +462,7 @@ static void on_pg_state(pg_conn *pg, int connected, const char *reason, void *ud
         log_warn("postgres unavailable; results wait in the outbox", LOG_STR("reason", reason));
         return;
     }
-    s->w->n.pg_reconnects = pg_reconnects(pg);
+    s->x->n.pg_reconnects = pg_reconnects(pg);
     log_info("postgres connected", LOG_INT("reconnects", (long long)pg_reconnects(pg)));
     s->schema_ok = 0;
     s->prepared = 0;
@@ -478,13 +479,13 @@ static void on_timer_closed(uv_handle_t *h)
     free(s);
 }
 
-static int sink_keys(sink *s, worker *w)
+static int sink_keys(sink *s, const wctx *x)
 {
-    keys_global_key(&w->keys, KEYS_OUTBOX, s->outbox, sizeof s->outbox);
-    keys_global_key(&w->keys, KEYS_DEAD, s->dead, sizeof s->dead);
-    keys_global_key(&w->keys, KEYS_STATS, s->stats, sizeof s->stats);
-    snprintf(s->max_rows, sizeof s->max_rows, "%u", w->cfg.pg_batch_rows);
-    return keys_outbox_claim_key(&w->keys, w->id, s->claim, sizeof s->claim) < 0 ? -1 : 0;
+    keys_global_key(&x->keys, KEYS_OUTBOX, s->outbox, sizeof s->outbox);
+    keys_global_key(&x->keys, KEYS_DEAD, s->dead, sizeof s->dead);
+    keys_global_key(&x->keys, KEYS_STATS, s->stats, sizeof s->stats);
+    snprintf(s->max_rows, sizeof s->max_rows, "%u", x->cfg.pg_batch_rows);
+    return keys_outbox_claim_key(&x->keys, x->id, s->claim, sizeof s->claim) < 0 ? -1 : 0;
 }
 
 static Oid *row_types(unsigned rows)
@@ -498,77 +499,72 @@ static Oid *row_types(unsigned rows)
 /* Opens the PostgreSQL and the Redis connection. 0 or -1. */
 static int open_connections(sink *s)
 {
-    worker *w = s->w;
+    wctx *x = s->x;
     pg_options popt = {
-        .conninfo = w->cfg.pg_url, .query_timeout_ms = QUERY_TIMEOUT_MS, .on_state = on_pg_state, .ud = s,
+        .conninfo = x->cfg.pg_url, .query_timeout_ms = QUERY_TIMEOUT_MS, .on_state = on_pg_state, .ud = s,
     };
     rds_options ropt = {
-        .url = &w->cfg.redis, .name = "sink", .command_timeout_ms = 10000, .scripts = sink_scripts,
+        .url = &x->cfg.redis, .name = "sink", .command_timeout_ms = 10000, .scripts = sink_scripts,
         .nscripts = SK_SCRIPTS, .on_state = on_redis_state, .ud = s,
     };
-    s->pg = pg_new(w->loop, &popt);
-    s->redis = s->pg ? rds_new(w->loop, &ropt) : NULL;
+    s->pg = pg_new(x->loop, &popt);
+    s->redis = s->pg ? rds_new(x->loop, &ropt) : NULL;
     if (s->redis)
         return 0;
     pg_close(s->pg);   /* frees itself on a later loop turn */
     return -1;
 }
 
-int sink_start(worker *w)
+sink *sink_start(wctx *x)
 {
     char password[256];
-    if (pg_conninfo_password(w->cfg.pg_url, password, sizeof password) == 0)
+    if (pg_conninfo_password(x->cfg.pg_url, password, sizeof password) == 0)
         log_secret_add(password);
     sink *s = calloc(1, sizeof *s);
     if (s == NULL)
-        return -1;
-    s->w = w;
+        return NULL;
+    s->x = x;
     s->retry_ms = RETRY_MIN_MS;
-    if (sink_keys(s, w) < 0 || (s->types = row_types(w->cfg.pg_batch_rows)) == NULL || open_connections(s) < 0) {
+    if (sink_keys(s, x) < 0 || (s->types = row_types(x->cfg.pg_batch_rows)) == NULL || open_connections(s) < 0) {
         free(s->types);
         free(s);
-        return -1;
+        return NULL;
     }
-    uv_timer_init(w->loop, &s->timer);
+    uv_timer_init(x->loop, &s->timer);
     s->timer.data = s;
-    w->sink = s;
-    log_info("postgres sink on", LOG_INT("batch_rows", w->cfg.pg_batch_rows),
-             LOG_INT("batch_ms", (long long)w->cfg.pg_batch_ms));
-    return 0;
+    log_info("postgres sink on", LOG_INT("batch_rows", x->cfg.pg_batch_rows),
+             LOG_INT("batch_ms", (long long)x->cfg.pg_batch_ms));
+    return s;
 }
 
-void sink_stop(worker *w)
+void sink_stop(sink *s)
 {
-    if (w->sink)
-        w->sink->stopping = 1;
+    if (s)
+        s->stopping = 1;
 }
 
-int sink_busy(const worker *w)
+int sink_busy(const sink *s)
 {
-    const sink *s = w->sink;
     return s && !s->closed && (s->claiming || s->acking || (s->b && pg_is_connected(s->pg)));
 }
 
-void sink_touch(worker *w)
+void sink_touch(sink *s)
 {
-    if (w->sink)
-        w->sink->idle_clean = 0;   /* idle again only after a claim finds the outbox empty */
+    if (s)
+        s->idle_clean = 0;   /* idle again only after a claim finds the outbox empty */
 }
 
-int sink_idle(const worker *w)
+int sink_idle(const sink *s)
 {
-    const sink *s = w->sink;
     if (s == NULL || s->closed || !pg_is_connected(s->pg) || !s->schema_ok)
         return 1;   /* nothing to wait for: what is left stays in the outbox */
     return !s->b && !s->claiming && !s->acking && s->idle_clean;
 }
 
-void sink_free(worker *w)
+void sink_free(sink *s)
 {
-    sink *s = w->sink;
     if (s == NULL)
         return;
-    w->sink = NULL;
     s->closed = 1;   /* callbacks still due (pg, Redis) see it and return */
     pg_close(s->pg);
     rds_close(s->redis);

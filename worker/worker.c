@@ -11,15 +11,20 @@
  * ADSYNC_SHUTDOWN_GRACE_MS (a second signal cuts that to 0), then, once every
  * recorded result is confirmed by Redis, hand whatever is still held back to
  * the queue (reap.lua "graceful"), deregister and close. */
+#include "worker.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "clock.h"
+#include "flow.h"
 #include "log.h"
+#include "scheduler.h"
 #include "scripts.h"
-#include "worker.h"
+#include "sink.h"
 
 #define POP_TIMEOUT_S 1
 #define POP_PIPELINE 8
@@ -28,7 +33,6 @@
 #define PROMOTE_BATCH 200
 #define HOUSEKEEPING_MS 200
 #define FINAL_WRITE_WAIT_MS 3000
-#define INITIAL_LATENCY_MS 1000  /* request time assumed until one is measured */
 #define ACTIVITY_TTL_MS 7200000  /* per-minute counters: the console shows the last hour */
 
 static const char *const script_table[SCRIPT_COUNT] = {
@@ -38,39 +42,30 @@ static const char *const script_table[SCRIPT_COUNT] = {
     [SCRIPT_UNPOP] = script_unpop,       [SCRIPT_SYNCED] = script_synced,
 };
 
+struct worker {
+    wctx x;                  /* what the parts share (ctx.h) */
+    char host[128];
+    int drain;
+    uint64_t started_at;
+    rds *pop;                /* BLMOVE only */
+    cl_set *clients;
+    sched *sched;
+    flow *flow;
+    sink *sink;              /* NULL unless ADSYNC_PG_URL is set */
+    unsigned pops_pending;
+    int orphan_check;        /* new pop connection: 1 = check our list before popping, 2 = asked */
+    uv_timer_t heartbeat_timer, reaper_timer, promote_timer, housekeeping_timer, grace_timer;
+    uv_signal_t sigterm, sigint;
+    int exit_code;
+    int promote_failing;     /* promote.lua answered an error; logged once */
+    wk_counters flushed;     /* part of x.n already added to <prefix>:stats */
+    char heartbeat_key[KEYS_MAX_LEN];
+};
+
 static void pop_more(worker *w);
 static void stop_step(worker *w);
 
 /* ---- counters -------------------------------------------------------------- */
-
-const uint64_t wk_duration_bounds_ms[WK_DURATION_BOUNDS] = { 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
-
-static int http_class(const http_result *res)
-{
-    if (res->error == HTTP_ERR_TIMEOUT)
-        return WK_HTTP_TIMEOUT;
-    if (res->error != HTTP_OK || res->status < 100 || res->status > 599)
-        return WK_HTTP_ERROR;
-    return (int)(res->status / 100) - 1;
-}
-
-void wk_count_http(worker *w, wk_endpoint ep, const http_result *res)
-{
-    wk_counters *n = &w->n;
-    n->http_requests++;
-    n->http_by[ep][http_class(res)]++;
-    if (res->error == HTTP_ERR_TIMEOUT)
-        n->http_timeouts++;
-    else if (res->error == HTTP_OK && res->status == 429)
-        n->http_429++;
-    else if (res->error == HTTP_OK && res->status >= 500)
-        n->http_5xx++;
-    n->http_ms_sum[ep] += res->duration_ms;
-    size_t b = 0;
-    while (b < WK_DURATION_BOUNDS && res->duration_ms > wk_duration_bounds_ms[b])
-        b++;
-    n->http_ms_buckets[ep][b]++;
-}
 
 /* A counter of wk_counters flushed to a Redis hash field. */
 typedef struct flushed_field {
@@ -84,11 +79,11 @@ static int flush_deltas(worker *w, const char *key, const flushed_field *fields,
 {
     int sent = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t *now = (uint64_t *)((char *)&w->n + fields[i].off);
+        uint64_t *now = (uint64_t *)((char *)&w->x.n + fields[i].off);
         uint64_t *done = (uint64_t *)((char *)&w->flushed + fields[i].off);
         if (*now == *done)
             continue;
-        if (rds_commandf(w->redis, NULL, NULL, "HINCRBY %s %s %llu", key, fields[i].name,
+        if (rds_commandf(w->x.redis, NULL, NULL, "HINCRBY %s %s %llu", key, fields[i].name,
                          (unsigned long long)(*now - *done)) == 0) {
             *done = *now;
             sent = 1;
@@ -106,7 +101,7 @@ static void flush_stats(worker *w)
         F(http_requests), F(http_429), F(http_5xx), F(http_timeouts), F(auth_requests),
         F(rate_waits), F(token_refreshes), F(redis_reconnects),
     };
-    flush_deltas(w, wk_key(w, KEYS_STATS), fields, sizeof fields / sizeof fields[0]);
+    flush_deltas(w, ctx_key(&w->x, KEYS_STATS), fields, sizeof fields / sizeof fields[0]);
 }
 
 #undef F
@@ -123,10 +118,10 @@ static void flush_activity(worker *w)
         { "dead", offsetof(wk_counters, campaigns_dead) },
     };
     char key[KEYS_MAX_LEN + 32];
-    snprintf(key, sizeof key, "%s:minute:%llu", wk_key(w, KEYS_STATS),
+    snprintf(key, sizeof key, "%s:minute:%llu", ctx_key(&w->x, KEYS_STATS),
              (unsigned long long)(clock_wall_ms() / 60000));
     if (flush_deltas(w, key, fields, sizeof fields / sizeof fields[0]))
-        rds_commandf(w->redis, NULL, NULL, "PEXPIRE %s %d", key, ACTIVITY_TTL_MS);
+        rds_commandf(w->x.redis, NULL, NULL, "PEXPIRE %s %d", key, ACTIVITY_TTL_MS);
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -140,17 +135,17 @@ static void heartbeat(worker *w)
 {
     flush_stats(w);
     flush_activity(w);
-    if (w->stopping >= 3)
+    if (w->x.phase >= WK_CLOSING)
         return;   /* deregistering: do not come back */
     char json[512], ttl[24];
     snprintf(json, sizeof json,
              "{\"host\":\"%s\",\"pid\":%d,\"started_at\":%llu,\"heartbeat_at\":%llu,\"inflight\":%u,\"jobs\":%zu}",
              w->host, (int)getpid(), (unsigned long long)w->started_at,
-             (unsigned long long)clock_wall_ms(), w->inflight, w->njobs);
-    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)w->cfg.lease_ms);
+             (unsigned long long)clock_wall_ms(), sched_inflight(w->sched), w->x.jobs_held);
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)w->x.cfg.lease_ms);
     const char *argv[] = { "SET", w->heartbeat_key, json, "PX", ttl };
-    rds_command(w->redis, NULL, NULL, 5, argv, NULL);
-    rds_commandf(w->redis, NULL, NULL, "SADD %s %s", wk_key(w, KEYS_WORKERS), w->id);
+    rds_command(w->x.redis, NULL, NULL, 5, argv, NULL);
+    rds_commandf(w->x.redis, NULL, NULL, "SADD %s %s", ctx_key(&w->x, KEYS_WORKERS), w->x.id);
 }
 
 static void on_heartbeat_timer(uv_timer_t *t)
@@ -162,13 +157,13 @@ static void reap_worker(worker *w, const char *wid, const char *mode, rds_reply_
 {
     char hb[KEYS_MAX_LEN], proc[KEYS_MAX_LEN];
     char claim[KEYS_MAX_LEN];
-    if (keys_worker_key(&w->keys, wid, hb, sizeof hb) < 0 ||
-        keys_processing_key(&w->keys, wid, proc, sizeof proc) < 0 ||
-        keys_outbox_claim_key(&w->keys, wid, claim, sizeof claim) < 0)
+    if (keys_worker_key(&w->x.keys, wid, hb, sizeof hb) < 0 ||
+        keys_processing_key(&w->x.keys, wid, proc, sizeof proc) < 0 ||
+        keys_outbox_claim_key(&w->x.keys, wid, claim, sizeof claim) < 0)
         return;   /* a malformed id in the set: not one of ours to touch */
-    const char *args[] = { hb, proc, wk_key(w, KEYS_WORKERS), wk_key(w, KEYS_JOBS), wk_key(w, KEYS_STATS),
-                           wk_key(w, KEYS_DELIVERIES), claim, wk_key(w, KEYS_OUTBOX), wid, mode };
-    rds_script(w->redis, SCRIPT_REAP, cb, w, 8, 10, args, NULL);
+    const char *args[] = { hb, proc, ctx_key(&w->x, KEYS_WORKERS), ctx_key(&w->x, KEYS_JOBS), ctx_key(&w->x, KEYS_STATS),
+                           ctx_key(&w->x, KEYS_DELIVERIES), claim, ctx_key(&w->x, KEYS_OUTBOX), wid, mode };
+    rds_script(w->x.redis, SCRIPT_REAP, cb, w, 8, 10, args, NULL);
 }
 
 static void on_reaped(rds *r, redisReply *reply, void *privdata)
@@ -176,7 +171,7 @@ static void on_reaped(rds *r, redisReply *reply, void *privdata)
     (void)r;
     worker *w = privdata;
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
-        w->n.jobs_recovered += (uint64_t)reply->integer;
+        w->x.n.jobs_recovered += (uint64_t)reply->integer;
         log_warn("recovered jobs of a dead worker", LOG_INT("jobs", reply->integer));
     }
 }
@@ -189,7 +184,7 @@ static void on_workers(rds *r, redisReply *reply, void *privdata)
         return;
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
-        if (e->type == REDIS_REPLY_STRING && strcmp(e->str, w->id) != 0)
+        if (e->type == REDIS_REPLY_STRING && strcmp(e->str, w->x.id) != 0)
             reap_worker(w, e->str, "dead", on_reaped);
     }
 }
@@ -204,8 +199,8 @@ static void scan_processing(worker *w, const char *cursor);
 /* "<prefix>:processing:" into out; its length. */
 static size_t processing_prefix(const worker *w, char *out, size_t outlen)
 {
-    size_t n = strlen(w->processing_key) - strlen(w->id);
-    snprintf(out, outlen, "%.*s", (int)n, w->processing_key);
+    size_t n = strlen(w->x.processing_key) - strlen(w->x.id);
+    snprintf(out, outlen, "%.*s", (int)n, w->x.processing_key);
     return n;
 }
 
@@ -224,7 +219,7 @@ static void on_processing_lists(rds *r, redisReply *reply, void *privdata)
         if (k->type != REDIS_REPLY_STRING || k->len <= plen)
             continue;
         const char *wid = k->str + plen;
-        if (strcmp(wid, w->id) != 0 && keys_valid_token(wid))
+        if (strcmp(wid, w->x.id) != 0 && keys_valid_token(wid))
             reap_worker(w, wid, "dead", on_reaped);
     }
     if (strcmp(reply->element[0]->str, "0") != 0)
@@ -237,13 +232,13 @@ static void scan_processing(worker *w, const char *cursor)
     size_t n = processing_prefix(w, pattern, sizeof pattern - 1);
     pattern[n] = '*';   /* the prefix holds no glob characters (cfg) */
     pattern[n + 1] = '\0';
-    rds_commandf(w->redis, on_processing_lists, w, "SCAN %s MATCH %s COUNT 500", cursor, pattern);
+    rds_commandf(w->x.redis, on_processing_lists, w, "SCAN %s MATCH %s COUNT 500", cursor, pattern);
 }
 
 static void on_reaper_timer(uv_timer_t *t)
 {
     worker *w = t->data;
-    rds_commandf(w->redis, on_workers, w, "SMEMBERS %s", wk_key(w, KEYS_WORKERS));
+    rds_commandf(w->x.redis, on_workers, w, "SMEMBERS %s", ctx_key(&w->x, KEYS_WORKERS));
     scan_processing(w, "0");
 }
 
@@ -273,8 +268,8 @@ static void promote(worker *w)
 {
     char batch[16];
     snprintf(batch, sizeof batch, "%d", PROMOTE_BATCH);
-    const char *args[] = { wk_key(w, KEYS_RETRY), wk_key(w, KEYS_JOBS), batch };
-    rds_script(w->redis, SCRIPT_PROMOTE, on_promoted, w, 2, 3, args, NULL);
+    const char *args[] = { ctx_key(&w->x, KEYS_RETRY), ctx_key(&w->x, KEYS_JOBS), batch };
+    rds_script(w->x.redis, SCRIPT_PROMOTE, on_promoted, w, 2, 3, args, NULL);
 }
 
 static void on_promote_timer(uv_timer_t *t)
@@ -287,40 +282,39 @@ static void on_drain_check(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
     worker *w = privdata;
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || w->stopping)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || ctx_stopping(&w->x))
         return;
     /* Our own side is checked again: during the round trip a job may have
      * arrived, or the sink may have claimed a batch (another worker's
      * results) that a stop would hand back to the outbox unwritten. */
-    if (reply->element[0]->integer == 0 && reply->element[1]->integer == 0 && w->njobs == 0 &&
-        st_backlog(w->store) == 0 && sink_idle(w)) {
+    if (reply->element[0]->integer == 0 && reply->element[1]->integer == 0 && w->x.jobs_held == 0 &&
+        st_backlog(w->x.store) == 0 && sink_idle(w->sink)) {
         log_info("drained: no jobs left, stopping");
-        w->stopping = 1;
+        w->x.phase = WK_DRAINING;   /* nothing in flight to give a grace */
         stop_step(w);
     }
 }
 
 static void check_drained(worker *w)
 {
-    if (!w->drain || w->stopping || w->njobs > 0 || st_backlog(w->store) > 0 || !rds_is_connected(w->redis) ||
-        !sink_idle(w))
+    if (!w->drain || w->x.phase != WK_RUNNING || w->x.jobs_held > 0 || st_backlog(w->x.store) > 0 || !rds_is_connected(w->x.redis) ||
+        !sink_idle(w->sink))
         return;
     /* One script-free round trip: EVAL would do, but a MULTI keeps it plain. */
-    rds_commandf(w->redis, NULL, NULL, "MULTI");
-    rds_commandf(w->redis, NULL, NULL, "LLEN %s", wk_key(w, KEYS_JOBS));
-    rds_commandf(w->redis, NULL, NULL, "ZCARD %s", wk_key(w, KEYS_RETRY));
-    rds_commandf(w->redis, on_drain_check, w, "EXEC");
+    rds_commandf(w->x.redis, NULL, NULL, "MULTI");
+    rds_commandf(w->x.redis, NULL, NULL, "LLEN %s", ctx_key(&w->x, KEYS_JOBS));
+    rds_commandf(w->x.redis, NULL, NULL, "ZCARD %s", ctx_key(&w->x, KEYS_RETRY));
+    rds_commandf(w->x.redis, on_drain_check, w, "EXEC");
 }
 
 static void on_housekeeping(uv_timer_t *t)
 {
     worker *w = t->data;
-    if (w->stopping)
+    if (ctx_stopping(&w->x))
         stop_step(w);
     else
         check_drained(w);
-    fl_resume_lists(w);
-    fl_hand_back_aborted(w);
+    fl_housekeeping(w->flow);
     pop_more(w);
 }
 
@@ -332,30 +326,18 @@ static void on_housekeeping(uv_timer_t *t)
  * before it pops again, whatever in that list no held job accounts for goes
  * back to the queue. Held jobs are matched by their exact bytes, each one
  * accounting for one element. */
-static int is_held(worker *w, const redisReply *e, unsigned char *claimed)
-{
-    size_t i = 0;
-    for (held *h = w->jobs; h; h = h->next, i++) {
-        if (!claimed[i] && h->elem_len == e->len && memcmp(h->elem, e->str, e->len) == 0) {
-            claimed[i] = 1;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static int unpop(worker *w, const redisReply *e)
 {
-    const char *args[] = { w->processing_key, wk_key(w, KEYS_JOBS), e->str };
-    size_t lens[] = { strlen(w->processing_key), strlen(wk_key(w, KEYS_JOBS)), e->len };
-    return rds_script(w->redis, SCRIPT_UNPOP, NULL, NULL, 2, 3, args, lens);
+    const char *args[] = { w->x.processing_key, ctx_key(&w->x, KEYS_JOBS), e->str };
+    size_t lens[] = { strlen(w->x.processing_key), strlen(ctx_key(&w->x, KEYS_JOBS)), e->len };
+    return rds_script(w->x.redis, SCRIPT_UNPOP, NULL, NULL, 2, 3, args, lens);
 }
 
 static void on_own_list(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
     worker *w = privdata;
-    unsigned char *claimed = calloc(w->njobs + 1, 1);
+    unsigned char *claimed = calloc(w->x.jobs_held + 1, 1);
     w->orphan_check = 1;   /* asked again by pop_more unless all goes well */
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || claimed == NULL) {
         free(claimed);
@@ -365,7 +347,7 @@ static void on_own_list(rds *r, redisReply *reply, void *privdata)
     int failed = 0;
     for (size_t i = 0; i < reply->elements && !failed; i++) {
         const redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_STRING || is_held(w, e, claimed))
+        if (e->type != REDIS_REPLY_STRING || fl_match_held(w->flow, e->str, e->len, claimed))
             continue;
         failed = unpop(w, e) < 0;
         orphans += !failed;
@@ -383,7 +365,7 @@ static void check_orphans(worker *w)
 {
     if (w->orphan_check == 2)
         return;   /* asked already */
-    if (rds_commandf(w->redis, on_own_list, w, "LRANGE %s 0 -1", w->processing_key) == 0)
+    if (rds_commandf(w->x.redis, on_own_list, w, "LRANGE %s 0 -1", w->x.processing_key) == 0)
         w->orphan_check = 2;
 }
 
@@ -392,16 +374,15 @@ static void on_popped(rds *r, redisReply *reply, void *privdata)
     (void)r;
     worker *w = privdata;
     w->pops_pending--;
-    if (reply && reply->type == REDIS_REPLY_STRING && !w->stopping) {
-        sink_touch(w);
+    if (reply && reply->type == REDIS_REPLY_STRING && !ctx_stopping(&w->x)) {
+        sink_touch(w->sink);
         char *elem = malloc(reply->len + 1);
         if (elem) {
             memcpy(elem, reply->str, reply->len);
             elem[reply->len] = '\0';
-            fl_start(w, elem, reply->len);
-        } else {
-            w->orphan_check = 1;   /* popped but not held: handed back by check_orphans */
         }
+        if (elem == NULL || fl_start(w->flow, elem, reply->len) < 0)
+            w->orphan_check = 1;   /* popped but not held: handed back by check_orphans */
     }
     /* While stopping, an element that still arrived sits in our processing
      * list and is handed back with the rest. */
@@ -418,17 +399,17 @@ static void on_popped(rds *r, redisReply *reply, void *privdata)
  * starting or being popped count as ADSYNC_CLIENT_CONCURRENCY each. */
 static int wants_job(const worker *w)
 {
-    size_t holding = w->njobs + w->pops_pending;
-    size_t claimed = (w->starting + w->pops_pending) * w->cfg.client_concurrency;
-    if (holding >= w->cfg.max_jobs || st_backlog(w->store) >= POP_BACKLOG_LIMIT)
+    size_t holding = w->x.jobs_held + w->pops_pending;
+    size_t claimed = (fl_starting(w->flow) + w->pops_pending) * w->x.cfg.client_concurrency;
+    if (holding >= w->x.cfg.max_jobs || st_backlog(w->x.store) >= POP_BACKLOG_LIMIT)
         return 0;
-    return sched_expected_busy(w) + (double)claimed < (double)w->cfg.concurrency ||
-           sched_idle_slots(w) > claimed;
+    return sched_expected_busy(w->sched) + (double)claimed < (double)w->x.cfg.concurrency ||
+           sched_idle_slots(w->sched) > claimed;
 }
 
 static void pop_more(worker *w)
 {
-    if (w->stopping || !w->registered || w->pop == NULL || !rds_is_connected(w->pop))
+    if (w->x.phase != WK_RUNNING || w->pop == NULL || !rds_is_connected(w->pop))
         return;
     if (w->orphan_check) {
         /* Only with no pop in flight: an element a pending BLMOVE moved is
@@ -440,18 +421,20 @@ static void pop_more(worker *w)
     char timeout[8];
     snprintf(timeout, sizeof timeout, "%d", POP_TIMEOUT_S);
     while (w->pops_pending < POP_PIPELINE && wants_job(w)) {
-        const char *argv[] = { "BLMOVE", wk_key(w, KEYS_JOBS), w->processing_key, "RIGHT", "LEFT", timeout };
+        const char *argv[] = { "BLMOVE", ctx_key(&w->x, KEYS_JOBS), w->x.processing_key, "RIGHT", "LEFT", timeout };
         if (rds_command(w->pop, on_popped, w, 6, argv, NULL) < 0)
             return;
         w->pops_pending++;
     }
 }
 
-void wk_kick(worker *w)
+/* ctx_kick: work ended somewhere, so popping or the shutdown can move on. */
+static void kick(void *ud)
 {
-    if (w->closed)
+    worker *w = ud;
+    if (w->x.phase == WK_CLOSED)
         return;
-    if (w->stopping)
+    if (ctx_stopping(&w->x))
         stop_step(w);
     else
         pop_more(w);
@@ -460,7 +443,7 @@ void wk_kick(worker *w)
 /* A store write landed: a job may have ended, or the backlog shrunk. */
 static void on_write_landed(void *ud)
 {
-    wk_kick(ud);
+    kick(ud);
 }
 
 static void begin_stop(worker *w, uint64_t grace_ms);
@@ -471,16 +454,16 @@ static void on_registered(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
     worker *w = privdata;
-    if (reply == NULL)
-        return;   /* the connection dropped first: on_redis_state registers again */
+    if (reply == NULL || w->x.phase != WK_STARTING)
+        return;   /* the connection dropped first (on_redis_state registers again), or a stop began */
     heartbeat(w);
-    uint64_t lease = w->cfg.lease_ms;
+    uint64_t lease = w->x.cfg.lease_ms;
     uv_timer_start(&w->heartbeat_timer, on_heartbeat_timer, lease / 3, lease / 3);
     uv_timer_start(&w->reaper_timer, on_reaper_timer, lease / 2, lease / 2);
     uv_timer_start(&w->promote_timer, on_promote_timer, 0, PROMOTE_MS);
-    log_info("worker registered", LOG_STR("worker", w->id));
-    w->registered = 1;
-    if (w->cfg.pg_url[0] && w->sink == NULL && sink_start(w) < 0)
+    log_info("worker registered", LOG_STR("worker", w->x.id));
+    w->x.phase = WK_RUNNING;
+    if (w->x.cfg.pg_url[0] && w->sink == NULL && (w->sink = sink_start(&w->x)) == NULL)
         log_error("could not start the postgres sink (out of memory?); results stay in the outbox");
     pop_more(w);
 }
@@ -489,8 +472,8 @@ static void on_registered(rds *r, redisReply *reply, void *privdata)
  * then register. */
 static void register_worker(worker *w)
 {
-    reap_worker(w, w->id, "own", NULL);
-    rds_commandf(w->redis, on_registered, w, "SADD %s %s", wk_key(w, KEYS_WORKERS), w->id);
+    reap_worker(w, w->x.id, "own", NULL);
+    rds_commandf(w->x.redis, on_registered, w, "SADD %s %s", ctx_key(&w->x, KEYS_WORKERS), w->x.id);
 }
 
 /* Keys every job shares, and the type each must have. */
@@ -517,7 +500,7 @@ static void on_key_types(rds *r, redisReply *reply, void *privdata)
         const redisReply *t = reply->element[i];
         if (t->type != REDIS_REPLY_STATUS || strcmp(t->str, "none") == 0 || strcmp(t->str, shared_keys[i].type) == 0)
             continue;
-        const char *key = wk_key(w, shared_keys[i].key);
+        const char *key = ctx_key(&w->x, shared_keys[i].key);
         log_error("a shared Redis key holds the wrong type (is ADSYNC_PREFIX used by other data?)",
                   LOG_STR("key", key), LOG_STR("type", t->str), LOG_STR("expected", shared_keys[i].type));
         w->exit_code = CFG_EXIT_CONFIG;
@@ -529,10 +512,10 @@ static void on_key_types(rds *r, redisReply *reply, void *privdata)
 
 static void check_key_types(worker *w)
 {
-    rds_commandf(w->redis, NULL, NULL, "MULTI");
+    rds_commandf(w->x.redis, NULL, NULL, "MULTI");
     for (size_t i = 0; i < SHARED_KEYS; i++)
-        rds_commandf(w->redis, NULL, NULL, "TYPE %s", wk_key(w, shared_keys[i].key));
-    rds_commandf(w->redis, on_key_types, w, "EXEC");
+        rds_commandf(w->x.redis, NULL, NULL, "TYPE %s", ctx_key(&w->x, shared_keys[i].key));
+    rds_commandf(w->x.redis, on_key_types, w, "EXEC");
 }
 
 /* Back after an outage: every heartbeat may have expired meanwhile through
@@ -541,7 +524,7 @@ static void check_key_types(worker *w)
  * to beat again first. */
 static void hold_off_reaper(worker *w)
 {
-    uint64_t lease = w->cfg.lease_ms;
+    uint64_t lease = w->x.cfg.lease_ms;
     uv_timer_start(&w->reaper_timer, on_reaper_timer, lease, lease / 2);
 }
 
@@ -561,52 +544,57 @@ static void on_redis_state(rds *r, int connected, const char *reason, void *ud)
         return;
     }
     if (rds_reconnects(r) > 0)
-        w->n.redis_reconnects++;
-    if (!w->registered) {
+        w->x.n.redis_reconnects++;
+    if (w->x.phase == WK_STARTING) {
         check_key_types(w);   /* first connect, or the first one dropped before it registered */
     } else {
         heartbeat(w);
         hold_off_reaper(w);
     }
-    st_on_connected(w->store);
-    sched_pump(w);
+    st_on_connected(w->x.store);
+    sched_pump(w->sched);
 }
 
 /* ---- shutdown ---------------------------------------------------------------- */
 
 /* Frees what callbacks may still point at, once libuv closes the last
  * handle: by then every Redis callback has run (with NULL) and every HTTP
- * request has been aborted. */
+ * request has been aborted. Jobs go before clients (they release them),
+ * clients before the scheduler (it forgets each one as it goes). */
 static void on_final_close(uv_handle_t *h)
 {
     worker *w = h->data;
-    fl_free_all(w);
-    cl_free_all(w);
-    st_free(w->store);
-    w->store = NULL;
+    fl_free(w->flow);
+    w->flow = NULL;
+    cl_set_free(w->clients);
+    w->clients = NULL;
+    sched_free(w->sched);
+    w->sched = NULL;
+    st_free(w->x.store);
+    w->x.store = NULL;
 }
 
 static void close_all(worker *w)
 {
-    if (w->closed)
+    if (w->x.phase == WK_CLOSED)
         return;
-    w->closed = 1;
+    w->x.phase = WK_CLOSED;
     uv_handle_t *handles[] = {
         (uv_handle_t *)&w->heartbeat_timer, (uv_handle_t *)&w->reaper_timer,
         (uv_handle_t *)&w->promote_timer,   (uv_handle_t *)&w->housekeeping_timer,
         (uv_handle_t *)&w->sigterm,         (uv_handle_t *)&w->sigint,
-        (uv_handle_t *)&w->batch_timer,
     };
     for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++)
         if (!uv_is_closing(handles[i]))
             uv_close(handles[i], NULL);
-    http_client_free(w->http);
-    w->http = NULL;
-    sink_free(w);
+    http_client_free(w->x.http);
+    w->x.http = NULL;
+    sink_free(w->sink);
+    w->sink = NULL;
     rds_close(w->pop);
     w->pop = NULL;
-    rds_close(w->redis);
-    w->redis = NULL;
+    rds_close(w->x.redis);
+    w->x.redis = NULL;
     uv_close((uv_handle_t *)&w->grace_timer, on_final_close);
 }
 
@@ -615,64 +603,75 @@ static void on_handed_back(rds *r, redisReply *reply, void *privdata)
     (void)r;
     worker *w = privdata;
     if (reply && reply->type == REDIS_REPLY_INTEGER)
-        log_info("stopped", LOG_STR("worker", w->id), LOG_INT("jobs_handed_back", reply->integer));
+        log_info("stopped", LOG_STR("worker", w->x.id), LOG_INT("jobs_handed_back", reply->integer));
     else
         log_warn("stopped without handing jobs back; another worker's reaper will",
-                 LOG_STR("worker", w->id));
+                 LOG_STR("worker", w->x.id));
     close_all(w);
 }
 
 static void on_grace_over(uv_timer_t *t)
 {
     worker *w = t->data;
-    if (w->stopping == 1 && w->inflight > 0) {
-        log_warn("shutdown grace over, aborting requests in flight", LOG_INT("inflight", w->inflight));
-        http_client_free(w->http);   /* aborted callbacks run before it returns */
-        w->http = NULL;
+    if (w->x.phase == WK_DRAINING && sched_inflight(w->sched) > 0) {
+        log_warn("shutdown grace over, aborting requests in flight", LOG_INT("inflight", sched_inflight(w->sched)));
+        http_client_free(w->x.http);   /* aborted callbacks run before it returns */
+        w->x.http = NULL;
     }
     stop_step(w);
+}
+
+/* DRAINING -> STOPPING once no request is in flight. */
+static void drained(worker *w)
+{
+    w->x.phase = WK_STOPPING;
+    sched_cancel_queued(w->sched);   /* calls requeued during the grace (401, 429) */
+    sink_stop(w->sink);
+    uv_timer_start(&w->grace_timer, on_grace_over, FINAL_WRITE_WAIT_MS, 0);
+}
+
+/* STOPPING -> CLOSING once recorded results landed (or the wait is over):
+ * whatever is still held goes back to the queue as we deregister. */
+static void hand_back_and_close(worker *w)
+{
+    w->x.phase = WK_CLOSING;
+    uv_timer_stop(&w->grace_timer);
+    if (w->x.redis && rds_is_connected(w->x.redis)) {
+        reap_worker(w, w->x.id, "graceful", on_handed_back);
+        return;
+    }
+    on_handed_back(NULL, NULL, w);
 }
 
 /* Advances the shutdown as far as it can go now; called whenever work ends. */
 static void stop_step(worker *w)
 {
-    if (w->closed)
-        return;
-    if (w->stopping == 1) {
-        if (w->inflight > 0)
+    if (w->x.phase == WK_DRAINING) {
+        if (sched_inflight(w->sched) > 0)
             return;
-        w->stopping = 2;
-        sched_cancel_queued(w);   /* calls requeued during the grace (401, 429) */
-        sink_stop(w);
-        uv_timer_start(&w->grace_timer, on_grace_over, FINAL_WRITE_WAIT_MS, 0);
+        drained(w);
     }
-    if (w->stopping == 2) {
-        fl_flush_batches(w);   /* results of the last turn go to the store first */
-        int writes_pending = (w->store && st_backlog(w->store) > 0) || sink_busy(w);
-        int redis_up = w->redis && rds_is_connected(w->redis);
+    if (w->x.phase == WK_STOPPING) {
+        fl_flush_batches(w->flow);   /* results of the last turn go to the store first */
+        int writes_pending = (w->x.store && st_backlog(w->x.store) > 0) || sink_busy(w->sink);
+        int redis_up = w->x.redis && rds_is_connected(w->x.redis);
         if (writes_pending && redis_up && uv_timer_get_due_in(&w->grace_timer) > 0)
             return;   /* let recorded results land first */
-        w->stopping = 3;
-        uv_timer_stop(&w->grace_timer);
-        if (redis_up) {
-            reap_worker(w, w->id, "graceful", on_handed_back);
-            return;
-        }
-        on_handed_back(NULL, NULL, w);
+        hand_back_and_close(w);
     }
 }
 
 static void begin_stop(worker *w, uint64_t grace_ms)
 {
-    if (w->stopping == 0) {
-        w->stopping = 1;
+    if (w->x.phase < WK_DRAINING) {
+        w->x.phase = WK_DRAINING;
         log_info("stopping: finishing requests in flight", LOG_INT("grace_ms", (long long)grace_ms),
-                 LOG_INT("inflight", w->inflight), LOG_INT("jobs", (long long)w->njobs));
+                 LOG_INT("inflight", sched_inflight(w->sched)), LOG_INT("jobs", (long long)w->x.jobs_held));
         rds_close(w->pop);
         w->pop = NULL;
-        sched_cancel_queued(w);
+        sched_cancel_queued(w->sched);
     }
-    if (w->stopping == 1)
+    if (w->x.phase == WK_DRAINING)
         uv_timer_start(&w->grace_timer, on_grace_over, grace_ms, 0);
     stop_step(w);
 }
@@ -680,20 +679,21 @@ static void begin_stop(worker *w, uint64_t grace_ms)
 static void on_signal(uv_signal_t *s, int signum)
 {
     worker *w = s->data;
-    int again = w->stopping != 0;
+    int again = ctx_stopping(&w->x);
     log_info(again ? "second signal: no more grace" : "signal received", LOG_INT("signal", signum));
-    begin_stop(w, again ? 0 : w->cfg.shutdown_grace_ms);
+    begin_stop(w, again ? 0 : w->x.cfg.shutdown_grace_ms);
 }
 
 /* ---- setup -------------------------------------------------------------------- */
 
-static void make_id(worker *w, const char *id)
+/* The worker's id: the one given, or host-pid-random. */
+static void make_id(worker *w, const char *id, char *out, size_t outlen)
 {
     if (gethostname(w->host, sizeof w->host) != 0)
         snprintf(w->host, sizeof w->host, "unknown");
     w->host[sizeof w->host - 1] = '\0';
     if (id) {
-        snprintf(w->id, sizeof w->id, "%s", id);
+        snprintf(out, outlen, "%s", id);
         return;
     }
     char rnd[JOB_ID_LEN + 1], host[64];
@@ -702,50 +702,58 @@ static void make_id(worker *w, const char *id)
     for (const char *p = w->host; *p && n < sizeof host - 1; p++)   /* keep it a valid token */
         host[n++] = keys_valid_token((char[]){ *p, 0 }) ? *p : '-';
     host[n] = '\0';
-    snprintf(w->id, sizeof w->id, "%s-%d-%.6s", n ? host : "host", (int)getpid(), rnd);
+    snprintf(out, outlen, "%s-%d-%.6s", n ? host : "host", (int)getpid(), rnd);
 }
 
-static int open_connections(worker *w)
+/* Connections, then the parts from the bottom up: the scheduler hears the
+ * client registry's events, the flow uses both. */
+static int open_parts(worker *w)
 {
+    wctx *x = &w->x;
     rds_options main_opt = {
-        .url = &w->cfg.redis, .name = "main", .command_timeout_ms = 10000,
+        .url = &x->cfg.redis, .name = "main", .command_timeout_ms = 10000,
         .scripts = script_table, .nscripts = SCRIPT_COUNT, .on_state = on_redis_state, .ud = w,
     };
     rds_options pop_opt = {
-        .url = &w->cfg.redis, .name = "pop", .command_timeout_ms = POP_TIMEOUT_S * 1000 * (POP_PIPELINE + 1) + 5000,
+        .url = &x->cfg.redis, .name = "pop", .command_timeout_ms = POP_TIMEOUT_S * 1000 * (POP_PIPELINE + 1) + 5000,
         .on_state = on_redis_state, .ud = w,
     };
     http_options hopt = {
-        .connect_timeout_ms = w->cfg.connect_timeout_ms, .timeout_ms = w->cfg.http_timeout_ms,
-        .max_body_bytes = w->cfg.max_body_bytes,
-        .body_budget_bytes = w->cfg.body_budget_bytes, .budget_held = &w->page_bytes, .max_connections = (long)w->cfg.concurrency,
+        .connect_timeout_ms = x->cfg.connect_timeout_ms, .timeout_ms = x->cfg.http_timeout_ms,
+        .max_body_bytes = x->cfg.max_body_bytes, .body_budget_bytes = x->cfg.body_budget_bytes,
+        .budget_held = &x->page_bytes, .max_connections = (long)x->cfg.concurrency,
     };
-    w->redis = rds_new(w->loop, &main_opt);
-    w->pop = rds_new(w->loop, &pop_opt);
-    w->http = http_client_new(w->loop, &hopt);
-    w->store = st_new(w->loop, w->redis, on_write_landed, w);
-    return w->redis && w->pop && w->http && w->store ? 0 : -1;
+    x->redis = rds_new(x->loop, &main_opt);
+    w->pop = rds_new(x->loop, &pop_opt);
+    x->http = http_client_new(x->loop, &hopt);
+    x->store = x->redis ? st_new(x->loop, x->redis, on_write_landed, w) : NULL;
+    w->sched = sched_new(x, NULL);
+    w->clients = w->sched ? cl_set_new(x, sched_on_client_event, w->sched) : NULL;
+    w->flow = w->clients ? fl_new(x, w->sched, w->clients) : NULL;
+    return x->redis && w->pop && x->http && x->store && w->flow ? 0 : -1;
+}
+
+worker *wk_new(void)
+{
+    return calloc(1, sizeof(worker));
+}
+
+void wk_free(worker *w)
+{
+    free(w);
 }
 
 int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, const char *id, int drain)
 {
+    char wid[KEYS_TOKEN_MAX + 1];
     memset(w, 0, sizeof *w);
-    rl_pad_init(&w->rate_pad);
-    w->latency_ms = INITIAL_LATENCY_MS;
-    w->loop = loop;
-    w->cfg = *c;
-    w->seal = seal;
+    make_id(w, id, wid, sizeof wid);
+    ctx_init(&w->x, loop, c, seal, wid);
+    w->x.kick = kick;
+    w->x.kick_ud = w;
     w->drain = drain;
     w->started_at = clock_wall_ms();
-    keys_init(&w->keys, c->prefix);
-    make_id(w, id);
-    keys_processing_key(&w->keys, w->id, w->processing_key, sizeof w->processing_key);
-    keys_worker_key(&w->keys, w->id, w->heartbeat_key, sizeof w->heartbeat_key);
-    for (int k = 0; k < KEYS_GLOBAL_COUNT; k++)
-        keys_global_key(&w->keys, (keys_global)k, w->global_keys[k], sizeof w->global_keys[k]);
-    snprintf(w->retention, sizeof w->retention, "%llu", (unsigned long long)c->retention_ms);
-    snprintf(w->dead_max, sizeof w->dead_max, "%u", c->dead_max);
-    w->policy = (pol_limits){ c->max_attempts, c->backoff_base_ms, c->backoff_max_ms };
+    keys_worker_key(&w->x.keys, w->x.id, w->heartbeat_key, sizeof w->heartbeat_key);
 
     uv_timer_t *timers[] = { &w->heartbeat_timer, &w->reaper_timer, &w->promote_timer,
                              &w->housekeeping_timer, &w->grace_timer };
@@ -753,12 +761,10 @@ int wk_init(worker *w, uv_loop_t *loop, const cfg *c, const seal_keyring *seal, 
         uv_timer_init(loop, timers[i]);
         timers[i]->data = w;
     }
-    uv_timer_init(loop, &w->batch_timer);
-    w->batch_timer.data = w;
     uv_signal_init(loop, &w->sigterm);
     uv_signal_init(loop, &w->sigint);
     w->sigterm.data = w->sigint.data = w;
-    return open_connections(w);
+    return open_parts(w);
 }
 
 void wk_start(worker *w)
@@ -766,6 +772,31 @@ void wk_start(worker *w)
     uv_signal_start(&w->sigterm, on_signal, SIGTERM);
     uv_signal_start(&w->sigint, on_signal, SIGINT);
     uv_timer_start(&w->housekeeping_timer, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
-    log_info("worker starting", LOG_STR("worker", w->id), LOG_INT("concurrency", w->cfg.concurrency),
-             LOG_INT("max_jobs", w->cfg.max_jobs), LOG_INT("drain", w->drain));
+    log_info("worker starting", LOG_STR("worker", w->x.id), LOG_INT("concurrency", w->x.cfg.concurrency),
+             LOG_INT("max_jobs", w->x.cfg.max_jobs), LOG_INT("drain", w->drain));
+}
+
+int wk_exit_code(const worker *w)
+{
+    return w->exit_code;
+}
+
+const wctx *wk_ctx(const worker *w)
+{
+    return &w->x;
+}
+
+unsigned wk_inflight(const worker *w)
+{
+    return w->sched ? sched_inflight(w->sched) : 0;
+}
+
+int wk_pop_connected(const worker *w)
+{
+    return w->pop != NULL && rds_is_connected(w->pop);
+}
+
+uint64_t wk_started_at(const worker *w)
+{
+    return w->started_at;
 }
