@@ -107,14 +107,16 @@ static void forget_password(client *c)
 
 /* Keeps the stored form only: a sealed password is opened just before a
  * login and wiped right after (authenticate). */
-static void keep_stored_password(client *c, const redisReply *v)
+/* -1 when out of memory (the password is then missing, not empty). */
+static int keep_stored_password(client *c, const redisReply *v)
 {
     forget_password(c);
     c->password = malloc(v->len + 1);
-    if (c->password) {
-        memcpy(c->password, v->str, v->len);
-        c->password[v->len] = '\0';
-    }
+    if (c->password == NULL)
+        return -1;
+    memcpy(c->password, v->str, v->len);
+    c->password[v->len] = '\0';
+    return 0;
 }
 
 /* Opens the stored password into out. -1 with why filled: it cannot be
@@ -159,14 +161,15 @@ static int password_unusable(client *c, char *why, size_t whylen)
 }
 
 /* Applies one field of the client hash; unknown fields are ignored. */
-static void apply_field(client *c, const redisReply *k, const redisReply *v)
+/* -1 when out of memory. */
+static int apply_field(client *c, const redisReply *k, const redisReply *v)
 {
     if (strcmp(k->str, "email") == 0 && v->len >= sizeof c->email)
         c->email_too_long = 1;   /* never cut: a shortened e-mail only fails the login */
     else if (strcmp(k->str, "email") == 0)
         copy_field(c->email, sizeof c->email, v);
     else if (strcmp(k->str, "password") == 0)
-        keep_stored_password(c, v);
+        return keep_stored_password(c, v);
     else if (strcmp(k->str, "api_url") == 0)
         copy_field(c->base_url, sizeof c->base_url, v);
     else if (strcmp(k->str, "rate_limit") == 0) {
@@ -178,6 +181,7 @@ static void apply_field(client *c, const redisReply *k, const redisReply *v)
         c->rate_window_ms = parse_unsigned(v, (unsigned)c->rate_window_ms, 86400000);
     else if (strcmp(k->str, "page_size") == 0)
         c->page_size = parse_unsigned(v, c->page_size, 1000);
+    return 0;
 }
 
 static void validate_credentials(client *c)
@@ -221,8 +225,14 @@ static void on_credentials(rds *r, redisReply *reply, void *privdata)
         free_if_unused(c);
         return;
     }
+    int oom = 0;
     for (size_t i = 0; i + 1 < reply->elements; i += 2)
-        apply_field(c, reply->element[i], reply->element[i + 1]);
+        oom |= apply_field(c, reply->element[i], reply->element[i + 1]) < 0;
+    if (oom) {   /* not "no credentials": they are there, we could not keep them */
+        cl_arm_timer(c, CL_RELOAD_MS);
+        free_if_unused(c);
+        return;
+    }
     tell(c, CL_EV_LIMITS);
     if (c->password && !seal_keyring_active(cx(c)->seal))
         log_secret_add(c->password);   /* plain text at rest: keep it out of logs too */

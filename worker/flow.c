@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "log.h"
 #include "policy.h"
+#include "jobstate.h"
 #include "progress.h"
 
 #define MAX_ARGS (PR_KEYS + 2 * PR_ARGS)   /* every key and every pair progress.lua knows */
@@ -51,22 +52,19 @@ struct held {
     size_t elem_len;
     client *client;
 
+    js_state state;          /* jobstate.h */
+
     /* client jobs */
     unsigned next_page;      /* next page to request */
-    int list_pending;        /* a list op queued or in flight */
+    int list_pending;        /* a list op queued or in flight, or its page's write */
     struct page_ctx *page_write;  /* a listed page whose write is queued (owned: freed on release) */
-    int listing_done;
-    int list_failed;         /* 1: retry the job later; 2: give up (permanent or attempts spent) */
     unsigned list_streak;    /* page fetches failed in a row, each retried in place */
-    char list_error[512];
+    char list_error[512];    /* why it failed or is given up (the first reason) */
     unsigned long retry_after_ms;
     unsigned pages_seen;
     struct page_left { unsigned page; size_t left; } *pages;   /* outstanding pages, oldest first */
     size_t npages, pages_cap;
     size_t syncs_open;       /* sync ops not yet recorded */
-    int finishing;
-    int aborted;             /* a step could not be carried out (shutdown, out of memory):
-                                once nothing of it is in flight the job is handed back */
     unsigned ops_out;        /* its HTTP ops not yet freed */
     unsigned writes_out;     /* its store writes not yet answered */
     int starting;            /* counted in f->starting until its first request is queued */
@@ -77,8 +75,27 @@ struct held {
 };
 
 static void release(held *h);
-static void maybe_finish(held *h);
-static void maybe_list_more(held *h);
+static void advance(held *h);
+
+/* Every change of a job's state goes through here (jobstate.h). */
+static void event(held *h, js_event e)
+{
+    int ignored;
+    js_state to = js_next(h->state, e, &ignored);
+    if (ignored) {
+        log_error("bug: job event does not apply to its state", LOG_STR("job", h->job.id),
+                  LOG_STR("state", js_state_names[h->state]), LOG_STR("event", js_event_names[e]));
+        return;
+    }
+    h->state = to;
+}
+
+/* A step could not be carried out for want of memory: the job is handed
+ * back once nothing of it is in flight (advance). */
+static void no_memory(held *h)
+{
+    event(h, JE_NO_MEMORY);
+}
 
 /* ---- keys and arguments for progress.lua -------------------------------- */
 
@@ -225,21 +242,42 @@ static const char *wrongtype_key(const redisReply *r)
     return NULL;
 }
 
+/* The job is dead for reason (kept when it is the first), its dead letter
+ * still to be written: by advance, once what it started is answered. */
+static void give_up(held *h, const char *reason)
+{
+    if (h->state != JS_GIVEN_UP)
+        snprintf(h->list_error, sizeof h->list_error, "%s", reason);
+    event(h, JE_GIVE_UP);
+}
+
 /* A key of the job's client or run holds another type, so nothing of this
- * job can be recorded: it ends dead naming the key (a client job once what
- * it started is answered, through maybe_finish), never retried in a loop. */
+ * job can be recorded: it ends dead naming the key, never retried in a
+ * loop. */
+static void wrongtype_reason(const char *key, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "Redis key %s holds the wrong type", key);
+}
+
 static void fail_wrongtype(held *h, const char *key)
 {
     char reason[sizeof h->list_error];
-    snprintf(reason, sizeof reason, "Redis key %s holds the wrong type", key);
-    if (h->job.type == JOB_CLIENT) {
-        if (h->list_failed != 2)
-            snprintf(h->list_error, sizeof h->list_error, "%s", reason);
-        h->list_failed = 2;
+    wrongtype_reason(key, reason, sizeof reason);
+    give_up(h, reason);
+}
+
+/* The job's last write was answered: released, or (a key of the wrong type,
+ * nothing written) given up, its dead letter next. */
+static void end_answered(held *h, const char *bad_key)
+{
+    if (bad_key == NULL) {
+        event(h, JE_END_LANDED);
+        release(h);
         return;
     }
-    h->f->x->n.jobs_dead++;
-    bury_job(h, reason);
+    wrongtype_reason(bad_key, h->list_error, sizeof h->list_error);
+    event(h, JE_END_REFUSED);
+    advance(h);
 }
 
 static void on_outcome_recorded(redisReply *reply, void *ud)
@@ -247,18 +285,14 @@ static void on_outcome_recorded(redisReply *reply, void *ud)
     held *h = ud;
     written(h);
     const char *bad = wrongtype_key(reply);
-    if (h->job.type == JOB_CAMPAIGN) {
-        if (bad)
-            fail_wrongtype(h, bad);
-        else
-            release(h);
+    if (h->job.type == JOB_CAMPAIGN) {   /* its one outcome was its last write */
+        end_answered(h, bad);
         return;
     }
     if (bad)
         fail_wrongtype(h, bad);
     h->syncs_open--;
-    maybe_list_more(h);
-    maybe_finish(h);
+    advance(h);
 }
 
 static void page_done_one(held *h, unsigned page)
@@ -317,7 +351,9 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, pr_out
     }
     if (progress_send(&pc, h, on_outcome_recorded, h) < 0) {
         log_error("out of memory recording an outcome", LOG_STR("client", h->job.client));
-        h->aborted = 1;
+        no_memory(h);
+    } else if (h->job.type == JOB_CAMPAIGN) {
+        event(h, JE_END_SENT);
     }
 }
 
@@ -349,7 +385,7 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
         failure = POL_TOO_LARGE;
     }
     if (json == NULL) {
-        h->aborted = 1;
+        no_memory(h);
         return;
     }
     pol_decision d = pol_decide(&f->x->policy, failure, attempt, retry_after_ms, 0, backoff_unit_random());
@@ -421,10 +457,8 @@ static void on_batch_recorded(redisReply *reply, void *ud)
             fail_wrongtype(call->job[i].h, bad);
         call->job[i].h->syncs_open -= call->job[i].n;
     }
-    for (size_t i = 0; i < call->njobs; i++) {
-        maybe_list_more(call->job[i].h);
-        maybe_finish(call->job[i].h);
-    }
+    for (size_t i = 0; i < call->njobs; i++)
+        advance(call->job[i].h);
     free(call);
 }
 
@@ -500,7 +534,7 @@ static void call_send(flow *f, batch_call *call)
         if (sent)
             h->writes_out++;   /* one call, many jobs: not through job_write */
         else
-            h->aborted = 1;    /* the outcomes are lost to Redis: handed back, synced again */
+            no_memory(h);      /* the outcomes are lost to Redis: handed back, synced again */
     }
     if (!sent) {
         free(call);
@@ -521,7 +555,7 @@ void fl_flush_batches(flow *f)
             for (held *h = f->dirty; h; h = h->next_dirty) {
                 h->in_dirty = 0;
                 batch_clear(h);
-                h->aborted = 1;
+                no_memory(h);
             }
             f->dirty = NULL;
             return;
@@ -550,7 +584,7 @@ static void add_synced(held *h, unsigned page, const api_campaign *c, char *stor
         struct synced_item *b = realloc(h->batch, cap * sizeof *b);
         if (b == NULL) {
             free(stored);
-            h->aborted = 1;
+            no_memory(h);
             return;
         }
         h->batch = b;
@@ -559,7 +593,7 @@ static void add_synced(held *h, unsigned page, const api_campaign *c, char *stor
     char *id = malloc(c->id_len + 1);
     if (id == NULL) {
         free(stored);
-        h->aborted = 1;
+        no_memory(h);
         return;
     }
     memcpy(id, c->id, c->id_len);
@@ -641,7 +675,7 @@ static void on_sync_done(op *o, const op_result *res)
 {
     held *h = o->owner;
     if (res->aborted) {
-        h->aborted = 1;
+        event(h, JE_SHUTDOWN);
         if (h->job.type == JOB_CLIENT)
             h->syncs_open--;
         free_op(o);
@@ -659,7 +693,7 @@ static void on_sync_done(op *o, const op_result *res)
             record_outcome(h, o->page, &o->campaign, PR_SYNCED, stored, 0);
             free(stored);
         } else {
-            h->aborted = 1;
+            no_memory(h);
         }
     } else if (res->verdict == API_OK) {
         api_describe_failure(res->http, err, why, sizeof why);
@@ -669,6 +703,7 @@ static void on_sync_done(op *o, const op_result *res)
                         res->retry_after_ms);
     }
     free_op(o);
+    advance(h);
 }
 
 /* The job has asked for its first HTTP slot, or ended: it no longer holds
@@ -700,7 +735,7 @@ static void submit_sync(held *h, unsigned page, api_campaign *c)
 {
     op *o = new_op(h, OP_SYNC, page);
     if (o == NULL) {
-        h->aborted = 1;
+        no_memory(h);
         return;
     }
     o->campaign = *c;
@@ -724,7 +759,7 @@ static void add_page(held *h, unsigned page, size_t left)
         size_t cap = h->pages_cap ? h->pages_cap * 2 : 4;
         struct page_left *p = realloc(h->pages, cap * sizeof *p);
         if (p == NULL) {
-            h->aborted = 1;
+            no_memory(h);
             return;
         }
         h->pages = p;
@@ -748,13 +783,13 @@ static void on_page_recorded(redisReply *reply, void *ud)
         fail_wrongtype(h, bad);
         drop_page(h->f, &pc->items);
         free(pc);
-        maybe_finish(h);
+        advance(h);
         return;
     }
     h->list_streak = 0;
     h->pages_seen++;
     if (pc->last)
-        h->listing_done = 1;
+        event(h, JE_LAST_PAGE);
     else
         h->next_page = pc->page + 1;
     size_t need = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->elements - 1 : 0;
@@ -774,8 +809,7 @@ static void on_page_recorded(redisReply *reply, void *ud)
     }
     drop_page(h->f, &pc->items);
     free(pc);
-    maybe_list_more(h);
-    maybe_finish(h);
+    advance(h);
 }
 
 static void record_page(held *h, unsigned page, api_page *items)
@@ -789,7 +823,7 @@ static void record_page(held *h, unsigned page, api_page *items)
     if (!ctx || !pc || !argv || !lens) {
         free(ctx), free(pc), free(argv), free(lens);
         drop_page(f, items);
-        h->aborted = 1;
+        no_memory(h);
         h->list_pending = 0;
         return;
     }
@@ -814,7 +848,7 @@ static void record_page(held *h, unsigned page, api_page *items)
     if (job_write(h, SCRIPT_PROGRESS, PR_KEYS, argc, argv, lens, on_page_recorded, ctx) < 0) {
         drop_page(f, &ctx->items);
         free(ctx);
-        h->aborted = 1;
+        no_memory(h);
         h->list_pending = 0;
     } else {
         h->page_write = ctx;
@@ -830,8 +864,8 @@ static void submit_list(held *h, uint64_t not_before_ms);
  * is retried in place after a backoff: the job keeps its place, its syncs
  * go on meanwhile and, waiting, it holds no HTTP slot. A permanent one, or
  * ADSYNC_MAX_ATTEMPTS failures in a row (progress resets the count; a
- * retried job brings its attempts), ends the job once its syncs are
- * recorded: buried. */
+ * retried job brings its attempts), gives the job up: buried once its
+ * syncs are recorded. While stopping, the job is retried later instead. */
 static void list_failed(held *h, unsigned page, int permanent, unsigned long retry_after_ms)
 {
     flow *f = h->f;
@@ -840,14 +874,13 @@ static void list_failed(held *h, unsigned page, int permanent, unsigned long ret
              LOG_INT("page", page), LOG_INT("attempt", attempt), LOG_STR("error", h->list_error));
     pol_decision d = pol_decide(&f->x->policy, permanent ? POL_PERMANENT : POL_TRANSIENT, attempt,
                                 retry_after_ms, 0, backoff_unit_random());
-    if (d.action == POL_RETRY && !ctx_stopping(f->x)) {   /* in place, holding no slot meanwhile */
-        submit_list(h, clock_mono_ms() + d.delay_ms);
+    if (d.action == POL_RETRY && h->state == JS_LISTING && !ctx_stopping(f->x)) {
+        submit_list(h, clock_mono_ms() + d.delay_ms);   /* in place, holding no slot meanwhile */
         return;
     }
     h->list_pending = 0;
-    h->list_failed = d.action == POL_DEAD ? 2 : 1;   /* 1: stopping, back to the retry set */
     h->retry_after_ms = retry_after_ms;
-    maybe_finish(h);
+    event(h, d.action == POL_DEAD ? JE_GIVE_UP : JE_LIST_RETRY);
 }
 
 /* More items than this make a page malformed: ADSYNC_MAX_PAGE_ITEMS, or the
@@ -867,8 +900,9 @@ static void on_list_done(op *o, const op_result *res)
     if (res->http && res->http->error == HTTP_OK)
         page_est_update(h->f, res->http->body_len);
     if (res->aborted) {
-        h->aborted = 1;
+        event(h, JE_SHUTDOWN);
         h->list_pending = 0;
+        advance(h);
         return;
     }
     if (res->http && res->http->error == HTTP_ERR_BUDGET) {
@@ -876,6 +910,7 @@ static void on_list_done(op *o, const op_result *res)
          * for again once the campaigns held have made room. */
         h->list_pending = 0;
         h->f->lists_waiting = 1;
+        advance(h);
         return;
     }
     api_page items;
@@ -893,18 +928,18 @@ static void on_list_done(op *o, const op_result *res)
     else
         snprintf(h->list_error, sizeof h->list_error, "%s", res->error);
     list_failed(h, page, res->verdict == API_PERMANENT, res->retry_after_ms);
+    advance(h);
 }
 
-static void maybe_list_more(held *h)
+/* LISTING: the next page, while listing runs at most a couple of pages'
+ * campaigns ahead of syncing and the page budget has room. */
+static void list_more(held *h)
 {
     flow *f = h->f;
-    if (h->job.type != JOB_CLIENT || h->client == NULL || h->next_page == 0)
-        return;   /* not a client job, or not begun (begin_client_job sets next_page) */
     size_t ahead = 2 * (size_t)(h->client->page_size > 0 ? h->client->page_size : f->x->cfg.page_size);
     if (ahead < 2 * (size_t)f->x->cfg.client_concurrency)
         ahead = 2 * (size_t)f->x->cfg.client_concurrency;
-    if (h->job.type != JOB_CLIENT || h->listing_done || h->list_pending || h->list_failed ||
-        h->aborted || ctx_stopping(f->x) || h->syncs_open >= ahead || !page_budget_left(f))
+    if (h->list_pending || ctx_stopping(f->x) || h->syncs_open >= ahead || !page_budget_left(f))
         return;
     submit_list(h, 0);
 }
@@ -916,7 +951,8 @@ static void resume_lists(flow *f)
     f->lists_waiting = 0;
     for (held *h = f->jobs, *next; h; h = next) {
         next = h->next;
-        maybe_list_more(h);
+        if (h->state == JS_LISTING)
+            list_more(h);
     }
 }
 
@@ -925,7 +961,7 @@ static void submit_list(held *h, uint64_t not_before_ms)
     op *o = new_op(h, OP_LIST, h->next_page);
     if (o == NULL) {
         h->list_pending = 0;
-        h->aborted = 1;
+        no_memory(h);
         return;
     }
     o->done = on_list_done;
@@ -937,43 +973,41 @@ static void submit_list(held *h, uint64_t not_before_ms)
 
 /* ---- the end of a job ----------------------------------------------------- */
 
-static void retry_client_job(held *h);
-
 static void on_job_recorded(redisReply *reply, void *ud)
 {
     held *h = ud;
     written(h);
-    const char *bad = wrongtype_key(reply);
-    if (bad) {   /* nothing was written: the job is still ours to bury */
-        fail_wrongtype(h, bad);
-        h->finishing = 0;
-        retry_client_job(h);   /* list_failed 2: buried */
-        return;
-    }
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
         reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "done") == 0)
         log_info("run done", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run));
-    release(h);
+    end_answered(h, wrongtype_key(reply));   /* wrong type: nothing was written, the job is buried */
 }
 
 /* The write that ends a client job; it is released when Redis confirms. */
 static void send_job_end(held *h, progress_call *pc)
 {
-    h->finishing = 1;
-    if (progress_send(pc, h, on_job_recorded, h) < 0) {
-        h->finishing = 0;
-        h->aborted = 1;
-    }
+    if (progress_send(pc, h, on_job_recorded, h) < 0)
+        no_memory(h);
+    else
+        event(h, JE_END_SENT);
 }
 
-static void retry_client_job(held *h)
+/* FAILED or GIVEN_UP, nothing open: the job goes to the retry set, or dead
+ * as the policy says (a client job), or dead (a campaign job whose outcome
+ * Redis refused). */
+static void end_failed(held *h)
 {
     flow *f = h->f;
+    if (h->job.type == JOB_CAMPAIGN) {
+        f->x->n.jobs_dead++;
+        bury_job(h, h->list_error);
+        return;
+    }
     /* Progress resets the count: a long listing that meets an occasional
      * 503 is not one failure away from dead (list_failed counted this one). */
     unsigned attempt = (h->pages_seen > 0 ? 0 : h->job.attempt) + h->list_streak;
     job_set_error(&h->job, h->list_error);
-    pol_decision d = pol_decide(&f->x->policy, h->list_failed == 2 ? POL_PERMANENT : POL_TRANSIENT, attempt,
+    pol_decision d = pol_decide(&f->x->policy, h->state == JS_GIVEN_UP ? POL_PERMANENT : POL_TRANSIENT, attempt,
                                 h->retry_after_ms, 0, backoff_unit_random());
     if (d.action == POL_DEAD) {
         unsigned saved = h->job.attempt;
@@ -990,7 +1024,7 @@ static void retry_client_job(held *h)
     next.attempt = attempt;
     char *json = job_serialize(&next);
     if (json == NULL) {
-        h->aborted = 1;
+        no_memory(h);
         return;
     }
     uint64_t due = clock_wall_ms() + d.delay_ms;
@@ -1009,16 +1043,9 @@ static void retry_client_job(held *h)
     free(json);
 }
 
-static void maybe_finish(held *h)
+/* SYNCING, nothing open: a client job's run is done. */
+static void end_done(held *h)
 {
-    if (h->job.type != JOB_CLIENT || h->finishing || h->aborted || h->list_pending || h->syncs_open > 0)
-        return;
-    if (h->list_failed) {
-        retry_client_job(h);
-        return;
-    }
-    if (!h->listing_done)
-        return;
     progress_call pc;
     progress_begin(&pc, h);
     pair(&pc, PR_LISTING_DONE, "1");
@@ -1028,13 +1055,52 @@ static void maybe_finish(held *h)
     send_job_end(h, &pc);
 }
 
+static void hand_back(held *h);
+
+/* Nothing of it is on its way: no HTTP op, no store write, no outcome
+ * waiting for its batch, no page write. */
+static int idle(const held *h)
+{
+    return h->ops_out == 0 && h->writes_out == 0 && !h->in_dirty && h->nbatch == 0 && h->page_write == NULL;
+}
+
+/* The one place that decides what a job does next, from its state and what
+ * it still has open; every callback ends here. */
+static void advance(held *h)
+{
+    int settled = h->list_pending == 0 && h->syncs_open == 0;   /* every outcome recorded */
+    switch (h->state) {
+    case JS_LISTING:
+        list_more(h);
+        break;
+    case JS_SYNCING:
+        if (settled && h->job.type == JOB_CLIENT)
+            end_done(h);   /* a campaign job's outcome write was its end */
+        break;
+    case JS_FAILED:
+    case JS_GIVEN_UP:
+        if (settled)
+            end_failed(h);
+        break;
+    case JS_ABORTED:
+        if (idle(h) && !ctx_stopping(h->f->x))
+            hand_back(h);   /* at shutdown the stop hands every job back */
+        break;
+    case JS_STARTING:
+    case JS_ENDING:
+    case JS_ENDED:
+    case JS_COUNT:
+        break;
+    }
+}
+
 /* ---- start ---------------------------------------------------------------- */
 
 static void on_buried(redisReply *reply, void *ud)
 {
-    (void)reply;
+    (void)reply;   /* bury.lua writes around keys of the wrong type */
     written(ud);
-    release(ud);
+    end_answered(ud, NULL);
 }
 
 /* Moves the held job to the dead letters; the run fails with reason. */
@@ -1065,11 +1131,10 @@ static void bury(held *h, const char *dead_letter, const char *reason)
     lens[8] = h->elem_len;
     log_warn("job dead", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_STR("job", h->job.id), LOG_STR("error", reason));
-    h->finishing = 1;
-    if (job_write(h, SCRIPT_BURY, 8, 16, argv, lens, on_buried, h) < 0) {
-        h->finishing = 0;
-        h->aborted = 1;
-    }
+    if (job_write(h, SCRIPT_BURY, 8, 16, argv, lens, on_buried, h) < 0)
+        no_memory(h);
+    else
+        event(h, JE_END_SENT);
 }
 
 /* ---- aborted jobs --------------------------------------------------------- */
@@ -1078,7 +1143,7 @@ static void on_handed_back(redisReply *reply, void *ud)
 {
     (void)reply;
     written(ud);
-    release(ud);
+    end_answered(ud, NULL);
 }
 
 /* Back to the jobs list, where it is popped next (unpop.lua): its runs
@@ -1091,22 +1156,19 @@ static void hand_back(held *h)
     const size_t lens[] = { strlen(f->x->processing_key), strlen(ctx_key(f->x, KEYS_JOBS)), h->elem_len };
     if (job_write(h, SCRIPT_UNPOP, 2, 3, argv, lens, on_handed_back, h) < 0)
         return;   /* out of memory again: the next sweep tries again */
-    h->finishing = 1;
+    event(h, JE_END_SENT);
     f->x->n.jobs_handed_back++;
     log_warn("job handed back: a step could not be carried out", LOG_STR("client", h->job.client),
              LOG_STR("run", h->job.run), LOG_STR("job", h->job.id));
 }
 
+/* Aborted jobs whose hand-back could not be queued (out of memory) try
+ * again. */
 static void hand_back_aborted(flow *f)
 {
-    if (ctx_stopping(f->x))
-        return;   /* the stop hands every job back */
-    for (held *h = f->jobs, *next; h; h = next) {
-        next = h->next;
-        if (h->aborted && !h->finishing && h->ops_out == 0 && h->writes_out == 0 && !h->in_dirty &&
-            h->nbatch == 0 && h->page_write == NULL)
-            hand_back(h);
-    }
+    for (held *h = f->jobs; h; h = h->next)
+        if (h->state == JS_ABORTED)
+            advance(h);
 }
 
 /* A dead letter for a job that could not even be parsed keeps the raw text,
@@ -1139,7 +1201,8 @@ static void begin_client_job(held *h, unsigned next_page)
     h->next_page = next_page > 0 ? next_page : 1;
     log_info("job started", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_STR("job", h->job.id), LOG_INT("page", h->next_page), LOG_INT("attempt", h->job.attempt));
-    maybe_list_more(h);
+    event(h, JE_BEGIN_CLIENT);
+    advance(h);
 }
 
 static void on_cursor(rds *r, redisReply *reply, void *privdata)
@@ -1160,10 +1223,13 @@ static void begin_campaign_job(held *h)
     c.json = strdup(h->job.campaign);
     if (c.id == NULL || c.json == NULL) {
         free(c.id), free(c.json);
-        h->aborted = 1;
+        no_memory(h);
+        advance(h);
         return;
     }
+    event(h, JE_BEGIN_CAMPAIGN);
     submit_sync(h, 0, &c);
+    advance(h);
 }
 
 static void begin(held *h)
@@ -1171,7 +1237,8 @@ static void begin(held *h)
     flow *f = h->f;
     h->client = cl_acquire(f->clients, h->job.client);
     if (h->client == NULL) {
-        h->aborted = 1;
+        no_memory(h);
+        advance(h);
         return;
     }
     if (h->job.type == JOB_CAMPAIGN) {

@@ -41,8 +41,9 @@ static const unsigned char table[JS_COUNT][JE_COUNT] = {
         [JE_NO_MEMORY] = TO(JS_ABORTED),    [JE_SHUTDOWN] = TO(JS_ABORTED),
         [JE_END_SENT] = TO(JS_ENDING),
     },
-    [JS_GIVEN_UP] = {
-        [JE_GIVE_UP] = TO(JS_GIVEN_UP),     [JE_NO_MEMORY] = TO(JS_ABORTED),
+    [JS_GIVEN_UP] = {   /* dead wins over a retry; a page write that was on its way still lands */
+        [JE_GIVE_UP] = TO(JS_GIVEN_UP),     [JE_LIST_RETRY] = TO(JS_GIVEN_UP),
+        [JE_LAST_PAGE] = TO(JS_GIVEN_UP),   [JE_NO_MEMORY] = TO(JS_ABORTED),
         [JE_SHUTDOWN] = TO(JS_ABORTED),     [JE_END_SENT] = TO(JS_ENDING),
     },
     [JS_ABORTED] = {

@@ -25,9 +25,10 @@
  *
  * From every state before ENDING, NO_MEMORY and SHUTDOWN lead to ABORTED
  * and END_SENT to ENDING; GIVE_UP leads to GIVEN_UP from LISTING, SYNCING
- * and FAILED. ABORTED is left only by END_SENT (the hand-back), ENDING only
- * by END_LANDED and END_REFUSED. Any other pair leaves the state as it is:
- * js_next reports it, flow.c logs it as a bug. */
+ * and FAILED, and GIVEN_UP keeps absorbing LIST_RETRY and LAST_PAGE (dead
+ * wins). ABORTED absorbs every event but END_SENT (the hand-back); ENDING
+ * is left only by END_LANDED and END_REFUSED. Any other pair leaves the
+ * state as it is: js_next reports it, flow.c logs it as a bug. */
 #ifndef ADSYNC_WORKER_JOBSTATE_H
 #define ADSYNC_WORKER_JOBSTATE_H
 

@@ -30,7 +30,7 @@ typedef struct write {
 
 struct store {
     uv_loop_t *loop;
-    rds *redis;
+    st_conn conn;
     st_landed_fn *landed;
     void *landed_ud;
     write *head, *tail;
@@ -47,15 +47,32 @@ static void on_retry_timer(uv_timer_t *t)
     flush(t->data);
 }
 
-store *st_new(uv_loop_t *loop, rds *redis, st_landed_fn *landed, void *ud)
+store *st_new_on(uv_loop_t *loop, const st_conn *conn, st_landed_fn *landed, void *ud)
 {
     store *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    *s = (store){ .loop = loop, .redis = redis, .landed = landed, .landed_ud = ud };
+    *s = (store){ .loop = loop, .conn = *conn, .landed = landed, .landed_ud = ud };
     uv_timer_init(loop, &s->retry_timer);
     s->retry_timer.data = s;
     return s;
+}
+
+static int rds_send(void *ud, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+                    rds_reply_fn *cb, void *arg)
+{
+    return rds_script(ud, (size_t)script, cb, arg, nkeys, argc, argv, lens);
+}
+
+static int rds_connected(void *ud)
+{
+    return rds_is_connected(ud);
+}
+
+store *st_new(uv_loop_t *loop, rds *redis, st_landed_fn *landed, void *ud)
+{
+    st_conn conn = { rds_send, rds_connected, redis };
+    return st_new_on(loop, &conn, landed, ud);
 }
 
 static void free_write(write *wr)
@@ -164,14 +181,14 @@ static void on_reply(rds *r, redisReply *reply, void *privdata)
 
 static void flush(store *s)
 {
-    rds *r = s->redis;
+    const st_conn *c = &s->conn;
     write *wr = s->cursor;
     for (; wr && s->inflight < ST_WINDOW; wr = wr->next) {
         if (wr->sent)
             continue;
-        if (!rds_is_connected(r))
+        if (!c->connected(c->ud))
             break;   /* st_on_connected sends it */
-        if (rds_script(r, (size_t)wr->script, on_reply, wr, wr->nkeys, wr->argc, wr->argv, wr->lens) < 0) {
+        if (c->send(c->ud, wr->script, wr->nkeys, wr->argc, wr->argv, wr->lens, on_reply, wr) < 0) {
             /* out of memory: nothing else may come along to flush again */
             uv_timer_start(&s->retry_timer, on_retry_timer, ST_ERROR_RETRY_MS, 0);
             break;

@@ -20,8 +20,21 @@ typedef void st_done_fn(redisReply *reply, void *ud);
 /* Called after each write lands and its done ran (ud as given to st_new). */
 typedef void st_landed_fn(void *ud);
 
+/* How the store reaches Redis: rds_script and rds_is_connected on one
+ * connection for the worker (st_new), something else in the store's unit
+ * test. send follows rds_script's contract (0: cb runs later, with NULL if
+ * the connection is lost; < 0: it never runs). */
+typedef struct st_conn {
+    int (*send)(void *ud, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+                rds_reply_fn *cb, void *arg);
+    int (*connected)(void *ud);
+    void *ud;
+} st_conn;
+
 /* loop and redis are borrowed and must outlive the store. NULL on OOM. */
 store *st_new(uv_loop_t *loop, rds *redis, st_landed_fn *landed, void *ud);
+/* The same over conn (copied; conn->ud borrowed). */
+store *st_new_on(uv_loop_t *loop, const st_conn *conn, st_landed_fn *landed, void *ud);
 /* Drops what is unconfirmed; the memory goes once libuv closed the timer. */
 void st_free(store *s);
 /* Queues one script call; every string is copied. argv = KEYS then ARGV. */

@@ -8,6 +8,9 @@ import unittest
 from harness import Mock, Redis, Worker, adsync_env, enqueue, wait_until
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# What the worker logs when its own bookkeeping goes wrong (flow.c: an event
+# its job's state does not take): as fatal to a test as a sanitizer report.
+FAULT_MARKS = SANITIZER_MARKS + ("bug: ",)
 
 
 class Processes:
@@ -39,16 +42,16 @@ class Processes:
 class SystemTest(Processes, unittest.TestCase):
     """A real redis-server per test, plus the mocks and workers the test
     starts with mock() and worker(); all stopped in tearDown, which also
-    fails the test if a worker's log holds a sanitizer report."""
+    fails the test if a worker's log holds a sanitizer report or a bug line."""
     redis_aof = False
 
     def setUp(self):
         self.start_all(Redis(appendonly=self.redis_aof))
 
     def tearDown(self):
-        reports = [w.log() for w in self.workers if any(m in w.log() for m in SANITIZER_MARKS)]
+        reports = [w.log() for w in self.workers if any(m in w.log() for m in FAULT_MARKS)]
         self.close_all()
-        self.assertEqual(reports, [], "sanitizer reports in worker logs")
+        self.assertEqual(reports, [], "sanitizer reports or bug lines in worker logs")
 
 
 def register_clients(redis, n, prefix="adsync", api_url=None):

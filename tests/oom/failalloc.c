@@ -2,9 +2,13 @@
  * (tests/integration/test_oom.py). Once the file named by
  * FAILALLOC_ARM_FILE exists, every FAILALLOC_EVERY-th call to malloc,
  * calloc, realloc, strdup or strndup made by the program itself (the worker
- * and adsync_common, not the libraries it links) returns NULL, so the
- * allocations of the job path fail in turn while the process goes on; after
- * FAILALLOC_LIMIT failures memory is "back" and nothing fails any more.
+ * and adsync_common, not the libraries it links) returns NULL, counting
+ * from the arming, so the allocations of the job path fail in turn while the
+ * process goes on; after FAILALLOC_LIMIT failures memory is "back" and
+ * nothing fails any more. FAILALLOC_EVERY=k with FAILALLOC_LIMIT=1 fails
+ * exactly the k-th allocation after arming. At exit the number of
+ * allocations counted after arming and the failures go to the file named by
+ * FAILALLOC_REPORT, if set, as "calls failures".
  * Libraries are spared because some cannot survive it (hiredis 0.14 asserts
  * when a callback could not be queued); allocations before the file appears
  * (start-up) never fail. */
@@ -14,6 +18,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +31,7 @@ static unsigned long every, limit;
 static atomic_ulong failed;
 static const char *arm_file;
 static atomic_int armed, resolving;
+static atomic_ulong armed_at;   /* calls when the arm file was seen */
 static uintptr_t text_lo, text_hi;   /* the program's own executable segment */
 
 static int find_text(struct dl_phdr_info *info, size_t size, void *data)
@@ -79,11 +85,26 @@ static int fail_now(const void *caller)
         return 0;
     unsigned long n = atomic_fetch_add(&calls, 1) + 1;
     if (!atomic_load(&armed)) {
-        if (n % 64 == 0 && access(arm_file, F_OK) == 0)
+        if (n % 64 == 0 && access(arm_file, F_OK) == 0) {
+            atomic_store(&armed_at, n);
             atomic_store(&armed, 1);
+        }
         return 0;
     }
-    return n % every == 0 && atomic_fetch_add(&failed, 1) < limit;
+    return (n - atomic_load(&armed_at)) % every == 0 && atomic_fetch_add(&failed, 1) < limit;
+}
+
+__attribute__((destructor)) static void report(void)
+{
+    const char *path = getenv("FAILALLOC_REPORT");
+    if (path == NULL || !atomic_load(&armed))
+        return;
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return;
+    unsigned long failures = atomic_load(&failed);
+    fprintf(f, "%lu %lu\n", atomic_load(&calls) - atomic_load(&armed_at), failures < limit ? failures : limit);
+    fclose(f);
 }
 
 void *malloc(size_t n)
