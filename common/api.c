@@ -37,30 +37,32 @@ void api_describe_failure(const http_result *res, const char *parse_error, char 
 }
 
 /* Parses a whole body as one JSON object; NULL with err otherwise. */
-static cJSON *parse_object(const char *body, size_t len, char *err, size_t errlen)
+/* The body as a JSON object into *root: 0, -1 (err says what is wrong with
+ * it) or API_NOMEM. */
+static int parse_object(const char *body, size_t len, cJSON **root, char *err, size_t errlen)
 {
-    if (body == NULL || len == 0) {
-        errbuf_set(err, errlen, "empty body");
-        return NULL;
+    jscan_span whole;
+    if (body == NULL || len == 0)
+        return errbuf_set(err, errlen, "empty body");
+    if ((*root = cJSON_ParseWithLength(body, len)) == NULL) {
+        if (jscan_value(body, len, &whole) < 0)
+            return errbuf_set(err, errlen, "not JSON");
+        errbuf_set(err, errlen, "out of memory");   /* valid JSON that cJSON could not hold */
+        return API_NOMEM;
     }
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (root == NULL) {
-        errbuf_set(err, errlen, "not JSON");
-        return NULL;
+    if (!cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
+        return errbuf_set(err, errlen, "not a JSON object");
     }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        errbuf_set(err, errlen, "not a JSON object");
-        return NULL;
-    }
-    return root;
+    return 0;
 }
 
 int api_parse_token(const char *body, size_t len, char *token, size_t toklen, long *expires_in,
                     char *err, size_t errlen)
 {
-    cJSON *root = parse_object(body, len, err, errlen);
-    if (root == NULL)
+    cJSON *root;
+    if (parse_object(body, len, &root, err, errlen) < 0)
         return -1;
     int rc = -1;
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
@@ -129,11 +131,11 @@ static int take_campaign(jscan_span item, api_campaign *c, char *err, size_t err
 {
     cJSON *obj = cJSON_ParseWithLength(item.p, item.len);
     const cJSON *id = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
-    int rc = -1;
+    int rc = API_NOMEM;
     if (obj == NULL)
         errbuf_set(err, errlen, "out of memory");   /* jscan validated it */
     else if (!cJSON_IsString(id))
-        errbuf_set(err, errlen, "a campaign has no string id");
+        rc = errbuf_set(err, errlen, "a campaign has no string id");
     else if ((c->id = strdup(id->valuestring)) == NULL || (c->json = strndup(item.p, item.len)) == NULL)
         errbuf_set(err, errlen, "out of memory");
     else {
@@ -160,12 +162,14 @@ static int take_items(jscan_span data, size_t max_items, api_page *out, char *er
             return errbuf_set(err, errlen, "page has more than %zu items", max_items);
     if (n == 0)
         return 0;
-    if ((out->items = calloc(n, sizeof *out->items)) == NULL)
-        return errbuf_set(err, errlen, "out of memory");
-    while (jscan_next(&it, &item))
-        if (take_campaign(item, &out->items[out->n++], err, errlen) < 0)
-            return -1;
-    return 0;
+    if ((out->items = calloc(n, sizeof *out->items)) == NULL) {
+        errbuf_set(err, errlen, "out of memory");
+        return API_NOMEM;
+    }
+    int rc = 0;
+    while (rc == 0 && jscan_next(&it, &item))
+        rc = take_campaign(item, &out->items[out->n++], err, errlen);
+    return rc;
 }
 
 /* pagination.has_more (required) and pagination.total (a count, or -1). */
@@ -175,7 +179,10 @@ static int take_pagination(const jscan_span *pagination, api_page *out, char *er
     const cJSON *has_more = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "has_more") : NULL;
     const cJSON *total = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "total") : NULL;
     int rc = -1;
-    if (!cJSON_IsBool(has_more))
+    if (pagination && obj == NULL) {   /* jscan validated it */
+        errbuf_set(err, errlen, "out of memory");
+        rc = API_NOMEM;
+    } else if (!cJSON_IsBool(has_more))
         errbuf_set(err, errlen, "\"pagination.has_more\" is not a boolean");
     else {
         out->has_more = cJSON_IsTrue(has_more);
@@ -201,12 +208,12 @@ int api_parse_page(const char *body, size_t len, size_t max_items, api_page *out
     int has_pagination = jscan_member(root, "pagination", &pagination) == 1;
     if (jscan_member(root, "data", &data) != 1)
         return errbuf_set(err, errlen, "\"data\" is not an array");
-    if (take_pagination(has_pagination ? &pagination : NULL, out, err, errlen) < 0 ||
-        take_items(data, max_items, out, err, errlen) < 0) {
+    int rc = take_pagination(has_pagination ? &pagination : NULL, out, err, errlen);
+    if (rc == 0)
+        rc = take_items(data, max_items, out, err, errlen);
+    if (rc < 0)
         api_page_clear(out);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 int api_page_is_last(const api_page *p, unsigned page, unsigned limit)
@@ -219,10 +226,11 @@ int api_page_is_last(const api_page *p, unsigned page, unsigned limit)
 
 int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen, char *err, size_t errlen)
 {
-    cJSON *root = parse_object(body, len, err, errlen);
-    if (root == NULL)
-        return -1;
-    int rc = -1;
+    cJSON *root;
+    int rc = parse_object(body, len, &root, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = -1;
     const cJSON *success = cJSON_GetObjectItemCaseSensitive(root, "success");
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "synced_at");
     if (!cJSON_IsTrue(success))

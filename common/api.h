@@ -53,8 +53,12 @@ typedef struct api_page {
     long long total;      /* pagination.total, or -1 when absent or not a count */
 } api_page;
 
+/* A parse that failed for want of memory, not because of what it read:
+ * nothing is wrong with the body, so it is not the platform's failure. */
+#define API_NOMEM (-2)
+
 /* GET /api/campaigns answer. 0 and out filled (release with
- * api_page_clear); -1 with err and out empty. Items whose "id" is not a
+ * api_page_clear); -1 with err and out empty, API_NOMEM likewise. Items whose "id" is not a
  * string make the whole page malformed, and so do more than max_items items
  * (counted before any is parsed: the worker's memory follows its settings,
  * not the platform); items with an unusable id are kept with problem set so
@@ -71,7 +75,8 @@ void api_page_clear(api_page *p);
 int api_page_is_last(const api_page *p, unsigned page, unsigned limit);
 
 /* POST /api/campaigns/{id}/sync answer with status 200. 0 and synced_at
- * copied (<= outlen); -1 with err (not JSON, success not true, no synced_at). */
+ * copied (<= outlen); -1 with err (not JSON, success not true, no
+ * synced_at), or API_NOMEM. */
 int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen, char *err, size_t errlen);
 
 /* The stored form: the campaign as listed, byte for byte, plus "synced_at"

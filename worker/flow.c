@@ -7,9 +7,15 @@
  * cannot count anything twice.
  *
  * The cursor written with each step is the oldest page that still has a
- * campaign without a recorded outcome: a job recovered after a crash starts
- * there, and progress.lua tells it which campaigns of that page still need a
- * sync. Listing runs ahead of syncing by at most LIST_AHEAD campaigns. */
+ * campaign whose outcome is not in the store: a job recovered after a crash
+ * or handed back starts there, and progress.lua tells it which campaigns of
+ * that page still need a sync. Listing runs a couple of pages' campaigns
+ * ahead of syncing.
+ *
+ * A job's state is one jobstate.h enum, changed only through event(); each
+ * callback updates what the job has open (a list request, syncs, ops,
+ * writes) and ends in advance(), the one place that decides what comes
+ * next: list more, write the end, bury, or hand an aborted job back. */
 #include "flow.h"
 
 #include <cjson/cJSON.h>
@@ -68,7 +74,7 @@ struct held {
     unsigned ops_out;        /* its HTTP ops not yet freed */
     unsigned writes_out;     /* its store writes not yet answered */
     int starting;            /* counted in f->starting until its first request is queued */
-    struct synced_item { char *id; size_t id_len; char *stored; } *batch;   /* synced, not yet sent */
+    struct synced_item { char *id; size_t id_len; char *stored; unsigned page; } *batch;   /* synced, not yet sent */
     size_t nbatch, batch_cap;
     held *next_dirty;        /* in f->dirty while in_dirty */
     int in_dirty;
@@ -295,17 +301,30 @@ static void on_outcome_recorded(redisReply *reply, void *ud)
     advance(h);
 }
 
-static void page_done_one(held *h, unsigned page)
+/* The cursor a write carries may count only outcomes that are in the store
+ * (which never drops a write): one that waits in a batch, or whose write
+ * could not be queued, would otherwise be skipped by the job that resumes
+ * from that cursor after a hand-back. So a page's count moves by
+ * page_mark(-1) just before a write is built, back by page_mark(+1) if it
+ * could not be queued, and finished pages go only once it was
+ * (pages_compact). */
+static void page_mark(held *h, unsigned page, int delta)
 {
     for (size_t i = 0; i < h->npages; i++) {
-        if (h->pages[i].page == page && h->pages[i].left > 0) {
-            h->pages[i].left--;
-            break;
+        if (h->pages[i].page == page && (delta > 0 || h->pages[i].left > 0)) {
+            h->pages[i].left = delta > 0 ? h->pages[i].left + 1 : h->pages[i].left - 1;
+            return;
         }
     }
-    while (h->npages > 0 && h->pages[0].left == 0) {   /* drop finished pages */
-        memmove(h->pages, h->pages + 1, --h->npages * sizeof *h->pages);
-    }
+}
+
+static void pages_compact(held *h)
+{
+    size_t done = 0;
+    while (done < h->npages && h->pages[done].left == 0)
+        done++;
+    memmove(h->pages, h->pages + done, (h->npages - done) * sizeof *h->pages);
+    h->npages -= done;
 }
 
 /* The job JSON for the retry zset or the dead list. Campaign ids that failed
@@ -333,8 +352,9 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, pr_out
                            const char *payload, uint64_t due_ms)
 {
     progress_call pc;
-    if (h->job.type == JOB_CLIENT)
-        page_done_one(h, page);
+    int paged = h->job.type == JOB_CLIENT;
+    if (paged)
+        page_mark(h, page, -1);
     progress_begin(&pc, h);
     pair_n(&pc, PR_CAMPAIGN, c->id, c->id_len);
     pair(&pc, PR_OUTCOME, pr_outcome_names[outcome]);
@@ -351,8 +371,12 @@ static void record_outcome(held *h, unsigned page, const api_campaign *c, pr_out
     }
     if (progress_send(&pc, h, on_outcome_recorded, h) < 0) {
         log_error("out of memory recording an outcome", LOG_STR("client", h->job.client));
+        if (paged)
+            page_mark(h, page, +1);
         no_memory(h);
-    } else if (h->job.type == JOB_CAMPAIGN) {
+    } else if (paged) {
+        pages_compact(h);
+    } else {
         event(h, JE_END_SENT);
     }
 }
@@ -510,6 +534,8 @@ static void call_send(flow *f, batch_call *call)
         keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_CAMPAIGNS, k[2], KEYS_MAX_LEN);
         keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_ACTIVE_RUN, k[3], KEYS_MAX_LEN);
         keys_client_key(&f->x->keys, h->job.client, KEYS_CLIENT_LAST_RUN, k[4], KEYS_MAX_LEN);
+        for (size_t i = 0; i < h->nbatch; i++)
+            page_mark(h, h->batch[i].page, -1);
         snprintf(nums[j][0], sizeof nums[j][0], "%u", cursor_of(h));
         snprintf(nums[j][1], sizeof nums[j][1], "%zu", h->nbatch);
         argv[argc++] = h->job.run;
@@ -530,6 +556,9 @@ static void call_send(flow *f, batch_call *call)
     int sent = st_script(f->x->store, SCRIPT_SYNCED, nkeys, argc, argv, lens, on_batch_recorded, call) == 0;
     for (size_t j = 0; j < call->njobs; j++) {
         held *h = call->job[j].h;
+        for (size_t i = 0; !sent && i < h->nbatch; i++)
+            page_mark(h, h->batch[i].page, +1);
+        pages_compact(h);
         batch_clear(h);
         if (sent)
             h->writes_out++;   /* one call, many jobs: not through job_write */
@@ -578,7 +607,6 @@ static void on_batch_timer(uv_timer_t *t)
 static void add_synced(held *h, unsigned page, const api_campaign *c, char *stored)
 {
     flow *f = h->f;
-    page_done_one(h, page);
     if (h->nbatch == h->batch_cap) {
         size_t cap = h->batch_cap ? 2 * h->batch_cap : 16;
         struct synced_item *b = realloc(h->batch, cap * sizeof *b);
@@ -598,7 +626,7 @@ static void add_synced(held *h, unsigned page, const api_campaign *c, char *stor
     }
     memcpy(id, c->id, c->id_len);
     id[c->id_len] = '\0';
-    h->batch[h->nbatch++] = (struct synced_item){ id, c->id_len, stored };
+    h->batch[h->nbatch++] = (struct synced_item){ id, c->id_len, stored, page };
     if (!h->in_dirty) {   /* the first waiting: sent within SYNCED_BATCH_MS */
         h->next_dirty = f->dirty;
         h->in_dirty = 1;
@@ -682,8 +710,12 @@ static void on_sync_done(op *o, const op_result *res)
         return;
     }
     char synced_at[64], err[256], why[512];
-    if (res->verdict == API_OK &&
-        api_parse_sync(res->http->body, res->http->body_len, synced_at, sizeof synced_at, err, sizeof err) == 0) {
+    int parsed = res->verdict == API_OK
+                     ? api_parse_sync(res->http->body, res->http->body_len, synced_at, sizeof synced_at, err, sizeof err)
+                     : -1;
+    if (parsed == API_NOMEM) {
+        no_memory(h);   /* the platform answered well: synced again after the hand-back */
+    } else if (parsed == 0) {
         char *stored = api_stored_campaign(o->campaign.json, synced_at, h->job.run);
         if (stored && h->job.type == JOB_CLIENT) {
             h->f->x->n.campaigns_synced++;
@@ -753,21 +785,21 @@ typedef struct page_ctx {
     int last;
 } page_ctx;
 
-static void add_page(held *h, unsigned page, size_t left)
+/* -1 when out of memory. */
+static int add_page(held *h, unsigned page, size_t left)
 {
     if (h->npages == h->pages_cap) {
         size_t cap = h->pages_cap ? h->pages_cap * 2 : 4;
         struct page_left *p = realloc(h->pages, cap * sizeof *p);
-        if (p == NULL) {
-            no_memory(h);
-            return;
-        }
+        if (p == NULL)
+            return -1;
         h->pages = p;
         h->pages_cap = cap;
     }
     h->pages[h->npages].page = page;
     h->pages[h->npages].left = left;
     h->npages++;
+    return 0;
 }
 
 /* progress.lua answered {state, positions needing a sync…}. */
@@ -779,8 +811,9 @@ static void on_page_recorded(redisReply *reply, void *ud)
     h->page_write = NULL;
     h->list_pending = 0;
     const char *bad = wrongtype_key(reply);
-    if (bad) {
+    if (bad)
         fail_wrongtype(h, bad);
+    if (bad || h->state == JS_ABORTED) {   /* aborted: its page is listed again after the hand-back */
         drop_page(h->f, &pc->items);
         free(pc);
         advance(h);
@@ -793,9 +826,11 @@ static void on_page_recorded(redisReply *reply, void *ud)
     else
         h->next_page = pc->page + 1;
     size_t need = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->elements - 1 : 0;
-    add_page(h, pc->page, need);
-    h->syncs_open += need;
-    for (size_t i = 0; i < need; i++) {
+    if (add_page(h, pc->page, need) < 0)
+        no_memory(h);
+    else
+        h->syncs_open += need;
+    for (size_t i = 0; i < need && h->state != JS_ABORTED; i++) {
         long long pos = reply->element[i + 1]->integer;
         if (pos < 1 || (size_t)pos > pc->items.n)
             continue;
@@ -915,8 +950,16 @@ static void on_list_done(op *o, const op_result *res)
     }
     api_page items;
     char err[256];
-    if (res->verdict == API_OK &&
-        api_parse_page(res->http->body, res->http->body_len, max_page_items(h), &items, err, sizeof err) == 0) {
+    int parsed = res->verdict == API_OK ? api_parse_page(res->http->body, res->http->body_len, max_page_items(h),
+                                                         &items, err, sizeof err)
+                                        : -1;
+    if (parsed == API_NOMEM) {   /* not the platform's failure: no attempt spent */
+        h->list_pending = 0;
+        no_memory(h);
+        advance(h);
+        return;
+    }
+    if (parsed == 0) {
         log_debug("page listed", LOG_STR("client", h->job.client), LOG_INT("page", page),
                   LOG_INT("campaigns", (long long)items.n));
         page_bytes_add(h->f, &items);

@@ -6,11 +6,15 @@
  * alive, reap workers whose heartbeat expired, promote due retries and,
  * with --drain, notice when there is nothing left to do.
  *
- * Shutdown (SIGTERM/SIGINT, or --drain finding no work) goes in two steps:
- * stop taking work and let requests in flight finish within
- * ADSYNC_SHUTDOWN_GRACE_MS (a second signal cuts that to 0), then, once every
- * recorded result is confirmed by Redis, hand whatever is still held back to
- * the queue (reap.lua "graceful"), deregister and close. */
+ * Shutdown (SIGTERM/SIGINT, --drain finding no work, a shared key of the
+ * wrong type) walks the phases of ctx.h: DRAINING stops taking work and lets
+ * requests in flight finish within ADSYNC_SHUTDOWN_GRACE_MS (a second signal
+ * cuts that to 0); STOPPING waits until every recorded result is confirmed
+ * by Redis; CLOSING hands whatever is still held back to the queue (reap.lua
+ * "graceful") and deregisters; CLOSED closes the handles.
+ *
+ * The parts are set up bottom-up in open_parts (scheduler, client registry,
+ * flow) and freed top-down once the last handle closed. */
 #include "worker.h"
 
 #include <stdio.h>
@@ -64,6 +68,7 @@ struct worker {
 
 static void pop_more(worker *w);
 static void stop_step(worker *w);
+static void begin_stop(worker *w, uint64_t grace_ms);
 
 /* ---- counters -------------------------------------------------------------- */
 
@@ -153,17 +158,18 @@ static void on_heartbeat_timer(uv_timer_t *t)
     heartbeat(t->data);
 }
 
-static void reap_worker(worker *w, const char *wid, const char *mode, rds_reply_fn *cb)
+/* 0, or -1 when the script could not be sent (cb never runs). */
+static int reap_worker(worker *w, const char *wid, const char *mode, rds_reply_fn *cb)
 {
     char hb[KEYS_MAX_LEN], proc[KEYS_MAX_LEN];
     char claim[KEYS_MAX_LEN];
     if (keys_worker_key(&w->x.keys, wid, hb, sizeof hb) < 0 ||
         keys_processing_key(&w->x.keys, wid, proc, sizeof proc) < 0 ||
         keys_outbox_claim_key(&w->x.keys, wid, claim, sizeof claim) < 0)
-        return;   /* a malformed id in the set: not one of ours to touch */
+        return -1;   /* a malformed id in the set: not one of ours to touch */
     const char *args[] = { hb, proc, ctx_key(&w->x, KEYS_WORKERS), ctx_key(&w->x, KEYS_JOBS), ctx_key(&w->x, KEYS_STATS),
                            ctx_key(&w->x, KEYS_DELIVERIES), claim, ctx_key(&w->x, KEYS_OUTBOX), wid, mode };
-    rds_script(w->x.redis, SCRIPT_REAP, cb, w, 8, 10, args, NULL);
+    return rds_script(w->x.redis, SCRIPT_REAP, cb, w, 8, 10, args, NULL);
 }
 
 static void on_reaped(rds *r, redisReply *reply, void *privdata)
@@ -277,6 +283,14 @@ static void on_promote_timer(uv_timer_t *t)
     promote(t->data);
 }
 
+/* Our own side of --drain: no job held, none popped but not held (the
+ * orphan check hands such an element back first), no write or sink batch
+ * on its way. */
+static int nothing_held(const worker *w)
+{
+    return w->x.jobs_held == 0 && !w->orphan_check && st_backlog(w->x.store) == 0 && sink_idle(w->sink);
+}
+
 /* --drain: stop once the queue, the retry set and our own work are empty. */
 static void on_drain_check(rds *r, redisReply *reply, void *privdata)
 {
@@ -287,18 +301,15 @@ static void on_drain_check(rds *r, redisReply *reply, void *privdata)
     /* Our own side is checked again: during the round trip a job may have
      * arrived, or the sink may have claimed a batch (another worker's
      * results) that a stop would hand back to the outbox unwritten. */
-    if (reply->element[0]->integer == 0 && reply->element[1]->integer == 0 && w->x.jobs_held == 0 &&
-        st_backlog(w->x.store) == 0 && sink_idle(w->sink)) {
+    if (reply->element[0]->integer == 0 && reply->element[1]->integer == 0 && nothing_held(w)) {
         log_info("drained: no jobs left, stopping");
-        w->x.phase = WK_DRAINING;   /* nothing in flight to give a grace */
-        stop_step(w);
+        begin_stop(w, w->x.cfg.shutdown_grace_ms);   /* closes the pop connection: nothing lands after */
     }
 }
 
 static void check_drained(worker *w)
 {
-    if (!w->drain || w->x.phase != WK_RUNNING || w->x.jobs_held > 0 || st_backlog(w->x.store) > 0 || !rds_is_connected(w->x.redis) ||
-        !sink_idle(w->sink))
+    if (!w->drain || w->x.phase != WK_RUNNING || !nothing_held(w) || !rds_is_connected(w->x.redis))
         return;
     /* One script-free round trip: EVAL would do, but a MULTI keeps it plain. */
     rds_commandf(w->x.redis, NULL, NULL, "MULTI");
@@ -446,8 +457,6 @@ static void on_write_landed(void *ud)
     kick(ud);
 }
 
-static void begin_stop(worker *w, uint64_t grace_ms);
-
 /* ---- Redis connection state ------------------------------------------------- */
 
 static void on_registered(rds *r, redisReply *reply, void *privdata)
@@ -472,7 +481,8 @@ static void on_registered(rds *r, redisReply *reply, void *privdata)
  * then register. */
 static void register_worker(worker *w)
 {
-    reap_worker(w, w->x.id, "own", NULL);
+    if (reap_worker(w, w->x.id, "own", NULL) < 0)
+        w->orphan_check = 1;   /* what a crashed namesake left goes back before we pop */
     rds_commandf(w->x.redis, on_registered, w, "SADD %s %s", ctx_key(&w->x, KEYS_WORKERS), w->x.id);
 }
 
@@ -637,8 +647,8 @@ static void hand_back_and_close(worker *w)
     w->x.phase = WK_CLOSING;
     uv_timer_stop(&w->grace_timer);
     if (w->x.redis && rds_is_connected(w->x.redis)) {
-        reap_worker(w, w->x.id, "graceful", on_handed_back);
-        return;
+        if (reap_worker(w, w->x.id, "graceful", on_handed_back) == 0)
+            return;
     }
     on_handed_back(NULL, NULL, w);
 }

@@ -159,9 +159,15 @@ char *strndup(const char *s, size_t n)
 void free(void *p)
 {
     static void (*real_free)(void *);
+    static atomic_int finding;
     if (p >= (void *)early && p < (void *)(early + sizeof early))
         return;
-    if (!real_free)
+    if (!real_free) {
+        /* dlsym may free an earlier error string through here: that one
+         * is leaked rather than looked up again without end */
+        if (atomic_exchange(&finding, 1))
+            return;
         real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    }
     real_free(p);
 }
