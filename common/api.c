@@ -313,12 +313,28 @@ char *api_stored_campaign(const char *campaign_json, const char *synced_at, cons
     return out;
 }
 
-int api_sync_url(const char *base, const char *id, size_t id_len, char *out, size_t outlen)
+/* ---- the endpoints ------------------------------------------------------------ */
+
+static int auth_url(const char *base, const api_call *call, char *out, size_t outlen)
+{
+    (void)call;
+    int n = snprintf(out, outlen, "%s/auth/token", base);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+static int list_url(const char *base, const api_call *call, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s/api/campaigns?page=%u&limit=%u", base, call->page, call->limit);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* The id as one escaped path segment. */
+static int sync_url(const char *base, const api_call *call, char *out, size_t outlen)
 {
     int n = snprintf(out, outlen, "%s/api/campaigns/", base);
     if (n < 0 || (size_t)n >= outlen)
         return -1;
-    int e = http_escape_segment(id, id_len, out + n, outlen - (size_t)n);
+    int e = http_escape_segment(call->id, call->id_len, out + n, outlen - (size_t)n);
     if (e < 0)
         return -1;
     size_t used = (size_t)n + (size_t)e;
@@ -328,20 +344,31 @@ int api_sync_url(const char *base, const char *id, size_t id_len, char *out, siz
     return 0;
 }
 
-char *api_sync_body(const char *id)
+static char *sync_body(const api_call *call)
 {
     cJSON *obj = cJSON_CreateObject();
     char *out = NULL;
-    if (obj && cJSON_AddStringToObject(obj, "campaign_id", id))
+    if (obj && cJSON_AddStringToObject(obj, "campaign_id", call->id))
         out = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     return out;
 }
 
-int api_list_url(const char *base, unsigned page, unsigned limit, char *out, size_t outlen)
+const api_endpoint_def api_endpoints[API_EP_COUNT] = {
+    [API_EP_AUTH] = { "auth", "POST", "/auth/token", 0, auth_url, NULL },
+    [API_EP_LIST] = { "list", "GET", "/api/campaigns?page={page}&limit={limit}", 1, list_url, NULL },
+    [API_EP_SYNC] = { "sync", "POST", "/api/campaigns/{id}/sync", 0, sync_url, sync_body },
+};
+
+int api_request(api_endpoint ep, const char *base, const api_call *call, char *url, size_t urllen, char **body)
 {
-    int n = snprintf(out, outlen, "%s/api/campaigns?page=%u&limit=%u", base, page, limit);
-    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    const api_endpoint_def *d = &api_endpoints[ep];
+    *body = NULL;
+    if (d->url(base, call, url, urllen) < 0)
+        return -1;
+    if (d->body && (*body = d->body(call)) == NULL)
+        return -1;
+    return 0;
 }
 
 unsigned long api_retry_after_ms(long header_s, const char *body, size_t len)

@@ -11,6 +11,33 @@
 
 #define API_TOKEN_MAX 512
 
+/* The platform's endpoints (DESIGN.md §2), one row of api_endpoints each:
+ * a new endpoint is one row and one parser (api_parse_<name>). */
+typedef enum { API_EP_AUTH, API_EP_LIST, API_EP_SYNC, API_EP_COUNT } api_endpoint;
+
+/* What one request needs besides the base URL. */
+typedef struct api_call {
+    unsigned page, limit;          /* API_EP_LIST */
+    const char *id;                /* API_EP_SYNC: the campaign id, id_len bytes, NUL-terminated */
+    size_t id_len;
+} api_call;
+
+typedef struct api_endpoint_def {
+    const char *name;              /* "auth", "list", "sync": metric label, log name */
+    const char *method;
+    const char *path;              /* as DESIGN.md §2 writes it */
+    int budgeted;                  /* its answers count against ADSYNC_BODY_BUDGET_BYTES */
+    int (*url)(const char *base, const api_call *call, char *out, size_t outlen);   /* 0 or -1 */
+    char *(*body)(const api_call *call);   /* malloc'd JSON (NULL on OOM); NULL member: no body */
+} api_endpoint_def;
+
+extern const api_endpoint_def api_endpoints[API_EP_COUNT];
+
+/* ep's request for call: its URL into url, its body into *body (malloc'd,
+ * or NULL when the endpoint sends none). 0, or -1 (too long, out of
+ * memory). */
+int api_request(api_endpoint ep, const char *base, const api_call *call, char *url, size_t urllen, char **body);
+
 /* What to do after a response. */
 typedef enum {
     API_OK,            /* success: use the body */
@@ -84,13 +111,6 @@ int api_parse_sync(const char *body, size_t len, char *synced_at, size_t outlen,
  * JSON (free()), NULL on error. */
 char *api_stored_campaign(const char *campaign_json, const char *synced_at, const char *run);
 
-/* "<base>/api/campaigns/<escaped id>/sync" and the JSON body
- * {"campaign_id":"…"}. -1 if out is too small. */
-int api_sync_url(const char *base, const char *id, size_t id_len, char *out, size_t outlen);
-char *api_sync_body(const char *id);   /* malloc'd; NULL on error */
-
-/* "<base>/api/campaigns?page=P&limit=L". */
-int api_list_url(const char *base, unsigned page, unsigned limit, char *out, size_t outlen);
 
 /* retry_after from a 429: the header (seconds) if set, else the body's
  * "retry_after", else 60. Capped to one hour. Milliseconds. */

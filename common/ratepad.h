@@ -24,7 +24,7 @@
 
 #define RL_PAD_FLOOR_MS 10
 #define RL_PAD_EXTRA_MIN_MS 25
-#define RL_PAD_ENDPOINTS 2            /* floors are kept per endpoint (list, sync) */
+#define RL_PAD_ENDPOINTS 3            /* floors are kept per endpoint (api_endpoint: auth, list, sync) */
 
 typedef struct rl_pad {
     uint64_t lag_us[2];               /* worst lag of this bucket [0] and the last [1] */

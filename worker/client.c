@@ -432,7 +432,7 @@ static void on_auth_done(const http_result *res, void *ud)
     client *c = ud;
     wctx *x = cx(c);
     c->pending_io--;
-    ctx_count_http(x, WK_EP_AUTH, res);
+    ctx_count_http(x, API_EP_AUTH, res);
     char token[API_TOKEN_MAX], err[256], why[400];
     long expires_in = 0;
     api_verdict v = api_classify(res->error, res->status);
@@ -477,9 +477,14 @@ static void authenticate(client *c)
     const char *lines[] = { basic, "Accept: application/json" };
     http_headers *h = http_headers_new(lines, 2);
     sodium_memzero(basic, sizeof basic);
-    snprintf(url, sizeof url, "%s/auth/token", c->base_url);
-    http_request_spec spec = { .method = "POST", .url = url, .headers = h, .body = "", .body_len = 0 };
-    int rc = h && cx(c)->http ? http_submit(cx(c)->http, &spec, on_auth_done, c) : -1;
+    const api_call none = { 0 };
+    char *body;
+    int rc = api_request(API_EP_AUTH, c->base_url, &none, url, sizeof url, &body);
+    http_request_spec spec = { .method = api_endpoints[API_EP_AUTH].method, .url = url, .headers = h,
+                               .body = body, .body_len = body ? strlen(body) : 0 };
+    if (rc == 0)
+        rc = h && cx(c)->http ? http_submit(cx(c)->http, &spec, on_auth_done, c) : -1;
+    free(body);
     http_headers_unref(h);   /* the request holds its own reference */
     if (rc < 0) {
         release_authlock(c);

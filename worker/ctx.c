@@ -32,7 +32,7 @@ static int http_class(const http_result *res)
     return (int)(res->status / 100) - 1;
 }
 
-void ctx_count_http(wctx *x, wk_endpoint ep, const http_result *res)
+void ctx_count_http(wctx *x, api_endpoint ep, const http_result *res)
 {
     wk_counters *n = &x->n;
     n->http_requests++;

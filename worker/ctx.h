@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "api.h"
 #include "cfg.h"
 #include "http.h"
 #include "job.h"
@@ -55,8 +56,7 @@ enum {
  *   CLOSED     handles closing; the loop ends */
 typedef enum { WK_STARTING, WK_RUNNING, WK_DRAINING, WK_STOPPING, WK_CLOSING, WK_CLOSED } wk_phase;
 
-/* Metric dimensions (worker/metrics.c names them). */
-typedef enum { WK_EP_AUTH, WK_EP_LIST, WK_EP_SYNC, WK_EP_COUNT } wk_endpoint;
+/* Metric dimensions (worker/metrics.c names them; endpoints are api.h's). */
 /* HTTP outcome: status class 1xx..5xx (index status/100 - 1), or no status. */
 enum { WK_HTTP_TIMEOUT = 5, WK_HTTP_ERROR, WK_HTTP_CLASSES };
 /* Job type: job_type, or WK_JOB_UNPARSED; outcome of a held job. */
@@ -74,8 +74,8 @@ typedef struct wk_counters {
     uint64_t jobs_handed_back;   /* after a step that could not be carried out (flow.c) */
     uint64_t redis_reconnects;
     uint64_t pg_rows_written, pg_rows_dead, pg_batches, pg_reconnects;   /* sink.c */
-    uint64_t http_by[WK_EP_COUNT][WK_HTTP_CLASSES];
-    uint64_t http_ms_sum[WK_EP_COUNT], http_ms_buckets[WK_EP_COUNT][WK_DURATION_BOUNDS + 1];
+    uint64_t http_by[API_EP_COUNT][WK_HTTP_CLASSES];
+    uint64_t http_ms_sum[API_EP_COUNT], http_ms_buckets[API_EP_COUNT][WK_DURATION_BOUNDS + 1];
     uint64_t jobs_by[WK_JOB_TYPES][WK_JOB_OUTCOMES];   /* [type][outcome] */
 } wk_counters;
 
@@ -127,6 +127,6 @@ static inline void ctx_kick(wctx *x)
         x->kick(x->kick_ud);
 }
 
-void ctx_count_http(wctx *x, wk_endpoint ep, const http_result *res);
+void ctx_count_http(wctx *x, api_endpoint ep, const http_result *res);
 
 #endif

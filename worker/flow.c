@@ -748,13 +748,13 @@ static void started(held *h)
     }
 }
 
-static op *new_op(held *h, op_kind kind, unsigned page)
+static op *new_op(held *h, api_endpoint ep, unsigned page)
 {
     started(h);
     op *o = calloc(1, sizeof *o);
     if (o == NULL)
         return NULL;
-    o->kind = kind;
+    o->ep = ep;
     o->client = h->client;
     o->owner = h;
     o->page = page;
@@ -765,7 +765,7 @@ static op *new_op(held *h, op_kind kind, unsigned page)
 /* Takes ownership of c's strings. */
 static void submit_sync(held *h, unsigned page, api_campaign *c)
 {
-    op *o = new_op(h, OP_SYNC, page);
+    op *o = new_op(h, API_EP_SYNC, page);
     if (o == NULL) {
         no_memory(h);
         return;
@@ -1001,7 +1001,7 @@ static void resume_lists(flow *f)
 
 static void submit_list(held *h, uint64_t not_before_ms)
 {
-    op *o = new_op(h, OP_LIST, h->next_page);
+    op *o = new_op(h, API_EP_LIST, h->next_page);
     if (o == NULL) {
         h->list_pending = 0;
         no_memory(h);

@@ -43,9 +43,6 @@ struct wm_endpoint {
     uint64_t sampled_at;       /* wall ms of that sample; 0: none yet */
 };
 
-static const char *const endpoint_names[WK_EP_COUNT] = {
-    [WK_EP_AUTH] = "auth", [WK_EP_LIST] = "list", [WK_EP_SYNC] = "sync",
-};
 static const char *const class_names[WK_HTTP_CLASSES] = {
     "1xx", "2xx", "3xx", "4xx", "5xx", [WK_HTTP_TIMEOUT] = "timeout", [WK_HTTP_ERROR] = "error",
 };
@@ -101,9 +98,9 @@ static void render_http(mx_buf *b, const wk_counters *n)
 {
     mx_family(b, "adsync_http_requests_total", MX_COUNTER,
               "Finished platform API requests by endpoint and status class (timeout/error: no status).");
-    for (int e = 0; e < WK_EP_COUNT; e++) {
+    for (int e = 0; e < API_EP_COUNT; e++) {
         for (int k = 0; k < WK_HTTP_CLASSES; k++) {
-            mx_label l[] = { { "endpoint", endpoint_names[e] }, { "status_class", class_names[k] } };
+            mx_label l[] = { { "endpoint", api_endpoints[e].name }, { "status_class", class_names[k] } };
             mx_sample_u64(b, "adsync_http_requests_total", l, 2, n->http_by[e][k]);
         }
     }
@@ -112,8 +109,8 @@ static void render_http(mx_buf *b, const wk_counters *n)
         bounds[i] = (double)wk_duration_bounds_ms[i] / 1000.0;
     mx_family(b, "adsync_http_request_duration_seconds", MX_HISTOGRAM,
               "Platform API request duration, queueing in libcurl included.");
-    for (int e = 0; e < WK_EP_COUNT; e++) {
-        mx_label l[] = { { "endpoint", endpoint_names[e] } };
+    for (int e = 0; e < API_EP_COUNT; e++) {
+        mx_label l[] = { { "endpoint", api_endpoints[e].name } };
         mx_histogram(b, "adsync_http_request_duration_seconds", l, 1, bounds, WK_DURATION_BOUNDS,
                      n->http_ms_buckets[e], (double)n->http_ms_sum[e] / 1000.0);
     }

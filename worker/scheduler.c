@@ -309,19 +309,15 @@ static void on_http_done(const http_result *res, void *ud);
 static int send_request(sched *s, op *o)
 {
     client *c = o->client;
+    const api_endpoint_def *d = &api_endpoints[o->ep];
+    api_call call = { .page = o->page, .limit = c->page_size, .id = o->campaign.id, .id_len = o->campaign.id_len };
     char url[2048];
-    char *body = NULL;
-    int rc;
-    if (o->kind == OP_LIST)
-        rc = api_list_url(c->base_url, o->page, c->page_size, url, sizeof url);
-    else
-        rc = api_sync_url(c->base_url, o->campaign.id, o->campaign.id_len, url, sizeof url);
-    if (rc == 0 && o->kind == OP_SYNC && (body = api_sync_body(o->campaign.id)) == NULL)
-        rc = -1;
+    char *body;
+    int rc = api_request(o->ep, c->base_url, &call, url, sizeof url, &body);
     http_request_spec spec = {
-        .method = o->kind == OP_LIST ? "GET" : "POST", .url = url, .headers = c->headers,
+        .method = d->method, .url = url, .headers = c->headers,
         .body = body, .body_len = body ? strlen(body) : 0,
-        .budgeted = o->kind == OP_LIST,   /* pages are what can be large (README "Memory") */
+        .budgeted = d->budgeted,   /* pages are what can be large (README "Memory") */
     };
     snprintf(o->token_used, sizeof o->token_used, "%s", c->token);
     o->submitted_ns = uv_hrtime();
@@ -374,7 +370,7 @@ static void note_rate_lag(sched *s, const op *o, const http_result *res)
     if (o->rate_asked_ns == 0 || res->wait_us == 0)
         return;   /* not rate-limited, or never written */
     uint64_t client_lag_us = (o->submitted_ns - o->rate_asked_ns) / 1000 + res->wait_us;
-    rl_pad_note(&s->rate_pad, clock_mono_ms(), o->client->rate_window_ms, o->kind, client_lag_us,
+    rl_pad_note(&s->rate_pad, clock_mono_ms(), o->client->rate_window_ms, o->ep, client_lag_us,
                 res->server_us);
 }
 
@@ -426,7 +422,7 @@ static void on_http_done(const http_result *res, void *ud)
     sc_client *e = sc(c);
     sched *s = e->s;
     slot_release(e);
-    ctx_count_http(s->x, o->kind == OP_LIST ? WK_EP_LIST : WK_EP_SYNC, res);
+    ctx_count_http(s->x, o->ep, res);
     if (res->error == HTTP_ERR_ABORTED) {
         finish(o, API_RETRY, res, "shutdown", 1);
         wake(e);

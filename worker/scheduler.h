@@ -19,8 +19,6 @@
 typedef struct sched sched;
 typedef struct op op;
 
-typedef enum { OP_LIST, OP_SYNC } op_kind;
-
 /* The result of an API call as the job's owner sees it. */
 typedef struct op_result {
     api_verdict verdict;     /* API_OK, API_RETRY or API_PERMANENT */
@@ -38,19 +36,18 @@ typedef void op_done_fn(op *o, const op_result *res);
  * and done. */
 struct op {
     op *next;                /* the client's queue */
-    op_kind kind;
+    api_endpoint ep;             /* which call (api.h) */
     client *client;          /* borrowed: the owner holds a reference */
     void *owner;
     op_done_fn *done;
-    unsigned page;           /* OP_LIST: page to fetch; OP_SYNC: page it was listed on */
-    api_campaign campaign;   /* OP_SYNC */
+    unsigned page;           /* API_EP_LIST: page to fetch; API_EP_SYNC: page it was listed on */
+    api_campaign campaign;   /* API_EP_SYNC */
     int reauthed;            /* already retried once after a 401 */
     uint64_t not_before_ms;  /* mono ms: not started before (a page retried in place) */
     uint64_t rate_asked_ns;  /* when the shared limiter was asked (0: no limit) */
     uint64_t submitted_ns;   /* when the HTTP request was handed to curl */
     char token_used[API_TOKEN_MAX];
 };
-
 
 /* How the scheduler reaches the outside. NULL in sched_new: the worker's
  * HTTP client and ratelimit.lua on ctx's Redis connection. */

@@ -119,15 +119,32 @@ static void sync_bodies(void **state)
 static void urls_and_bodies(void **state)
 {
     (void)state;
-    char url[512];
-    assert_int_equal(api_sync_url("http://h:1", "a b/c?d#é", strlen("a b/c?d#é"), url, sizeof url), 0);
+    char url[512], *body;
+    const char *odd = "a b/c?d#é";
+    api_call sync = { .id = odd, .id_len = strlen(odd) }, list = { .page = 3, .limit = 10 };
+    assert_int_equal(api_request(API_EP_SYNC, "http://h:1", &sync, url, sizeof url, &body), 0);
     assert_string_equal(url, "http://h:1/api/campaigns/a%20b%2Fc%3Fd%23%C3%A9/sync");
-    assert_int_equal(api_sync_url("http://h:1", "x", 1, url, 20), -1);
-    assert_int_equal(api_list_url("http://h:1", 3, 10, url, sizeof url), 0);
+    assert_string_equal(body, "{\"campaign_id\":\"a b/c?d#é\"}");
+    free(body);
+    assert_int_equal(api_request(API_EP_SYNC, "http://h:1", &sync, url, 20, &body), -1);
+    assert_null(body);
+    assert_int_equal(api_request(API_EP_LIST, "http://h:1", &list, url, sizeof url, &body), 0);
     assert_string_equal(url, "http://h:1/api/campaigns?page=3&limit=10");
-    char *body = api_sync_body("q\"uote");
+    assert_null(body);   /* a GET */
+    assert_int_equal(api_request(API_EP_AUTH, "http://h:1", &list, url, sizeof url, &body), 0);
+    assert_string_equal(url, "http://h:1/auth/token");
+    assert_null(body);
+    api_call quote = { .id = "q\"uote", .id_len = 6 };
+    assert_int_equal(api_request(API_EP_SYNC, "http://h:1", &quote, url, sizeof url, &body), 0);
     assert_string_equal(body, "{\"campaign_id\":\"q\\\"uote\"}");
     free(body);
+    for (int e = 0; e < API_EP_COUNT; e++) {   /* every row complete */
+        assert_non_null(api_endpoints[e].name);
+        assert_non_null(api_endpoints[e].method);
+        assert_non_null(api_endpoints[e].url);
+    }
+    assert_string_equal(api_endpoints[API_EP_LIST].method, "GET");
+    assert_true(api_endpoints[API_EP_LIST].budgeted);
     char *stored = api_stored_campaign("{\"id\":\"c1\",\"run\":\"old\",\"n\":1}", "2026", "r1");
     assert_string_equal(stored, "{\"id\":\"c1\",\"n\":1,\"synced_at\":\"2026\",\"run\":\"r1\"}");
     free(stored);

@@ -138,7 +138,7 @@ static void submit(bench *b, client *c, const char *tag, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         op *o = calloc(1, sizeof *o);
-        o->kind = OP_LIST;
+        o->ep = API_EP_LIST;
         o->client = c;
         o->owner = (void *)owner_tag(tag);
         o->page = i + 1;
