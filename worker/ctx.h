@@ -10,7 +10,7 @@
  *   flow.c     what a job does          (flow.h)
  *   scheduler.c API calls under limits  (scheduler.h)
  *   client.c   credentials and tokens   (client.h)
- *   sink.c     the PostgreSQL sink      (sink.h)
+ *   sink.c     the outbox sink          (sink.h; writers: sinkwriter.h, sink_pg.c)
  *   store.c, policy.c, progress.c: leaves that need no ctx. */
 #ifndef ADSYNC_WORKER_CTX_H
 #define ADSYNC_WORKER_CTX_H
