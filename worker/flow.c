@@ -802,6 +802,17 @@ static int add_page(held *h, unsigned page, size_t left)
     return 0;
 }
 
+/* The i-th position progress.lua answered as needing a sync (1..n), or 0
+ * for anything else: a reply is input, and a position not counted is
+ * never waited for. */
+static size_t sync_position(const redisReply *reply, size_t i, size_t n)
+{
+    const redisReply *e = reply->element[i + 1];
+    if (e->type != REDIS_REPLY_INTEGER || e->integer < 1 || (unsigned long long)e->integer > n)
+        return 0;
+    return (size_t)e->integer;
+}
+
 /* progress.lua answered {state, positions needing a sync…}. */
 static void on_page_recorded(redisReply *reply, void *ud)
 {
@@ -825,14 +836,17 @@ static void on_page_recorded(redisReply *reply, void *ud)
         event(h, JE_LAST_PAGE);
     else
         h->next_page = pc->page + 1;
-    size_t need = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->elements - 1 : 0;
+    size_t answered = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->elements - 1 : 0;
+    size_t need = 0;
+    for (size_t i = 0; i < answered; i++)
+        need += sync_position(reply, i, pc->items.n) > 0;
     if (add_page(h, pc->page, need) < 0)
         no_memory(h);
     else
         h->syncs_open += need;
-    for (size_t i = 0; i < need && h->state != JS_ABORTED; i++) {
-        long long pos = reply->element[i + 1]->integer;
-        if (pos < 1 || (size_t)pos > pc->items.n)
+    for (size_t i = 0; i < answered && h->state != JS_ABORTED; i++) {
+        size_t pos = sync_position(reply, i, pc->items.n);
+        if (pos == 0)
             continue;
         api_campaign *c = &pc->items.items[pos - 1];
         if (c->problem) {
