@@ -56,7 +56,7 @@ enum {
  *   CLOSED     handles closing; the loop ends */
 typedef enum { WK_STARTING, WK_RUNNING, WK_DRAINING, WK_STOPPING, WK_CLOSING, WK_CLOSED } wk_phase;
 
-/* Metric dimensions (worker/metrics.c names them; endpoints are api.h's). */
+/* Metric dimensions (worker/exporter.c names them; endpoints are api.h's). */
 /* HTTP outcome: status class 1xx..5xx (index status/100 - 1), or no status. */
 enum { WK_HTTP_TIMEOUT = 5, WK_HTTP_ERROR, WK_HTTP_CLASSES };
 /* Job type: job_type, or WK_JOB_UNPARSED; outcome of a held job. */

@@ -122,7 +122,7 @@ int main(int argc, char **argv)
         return 1;
     }
     wm_endpoint *metrics = NULL;   /* before Redis is touched: a bad address is a config error */
-    if (c.metrics_enabled && (metrics = wm_open(&loop, w, &c.metrics, err, sizeof err)) == NULL) {
+    if (c.metrics_enabled && (metrics = wm_open(&loop, wk_view, w, &c.metrics, err, sizeof err)) == NULL) {
         fprintf(stderr, "adsync-worker: ADSYNC_METRICS_ADDR: %s (expected a free host:port)\n", err);
         uv_loop_close(&loop);
         curl_global_cleanup();

@@ -12,7 +12,7 @@
  * row per campaign. Claims and acknowledgements use a Redis connection of
  * their own, so they never queue behind the progress writes of a busy
  * worker. While the writer is not usable nothing is claimed: results wait
- * in the outbox (its depth is a metric: worker/metrics.c samples it).
+ * in the outbox (its depth is a metric: worker/exporter.c samples it).
  *
  * worker.c starts the sink after registration and stops it in the second
  * stage of the shutdown (an unacknowledged claim list is pushed back by

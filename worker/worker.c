@@ -791,22 +791,13 @@ int wk_exit_code(const worker *w)
     return w->exit_code;
 }
 
-const wctx *wk_ctx(const worker *w)
+void wk_view(const void *source, wm_view *out)
 {
-    return &w->x;
-}
-
-unsigned wk_inflight(const worker *w)
-{
-    return w->sched ? sched_inflight(w->sched) : 0;
-}
-
-int wk_pop_connected(const worker *w)
-{
-    return w->pop != NULL && rds_is_connected(w->pop);
-}
-
-uint64_t wk_started_at(const worker *w)
-{
-    return w->started_at;
+    const worker *w = source;
+    *out = (wm_view){
+        .x = &w->x,
+        .inflight = w->sched ? sched_inflight(w->sched) : 0,
+        .pop_connected = w->pop != NULL && rds_is_connected(w->pop),
+        .started_at = w->started_at,
+    };
 }

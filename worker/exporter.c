@@ -1,4 +1,4 @@
-/* metrics: what adsync-worker shows on ADSYNC_METRICS_ADDR (DESIGN.md §9).
+/* exporter: what adsync-worker shows on ADSYNC_METRICS_ADDR (DESIGN.md §9).
  *
  *   /metrics  Prometheus text: the worker's counters since start (ctx n),
  *             its gauges, and queue depths sampled from Redis every
@@ -10,15 +10,16 @@
  * campaign or job id, never a secret. Nothing here blocks: a scrape renders
  * from memory, and a depth sample that is still out when the next one is due
  * is simply not repeated. Owns the HTTP endpoint (common/metrics.c) and the
- * sample timer; reads the worker. */
+ * sample timer; reads the worker through its view (exporter.h). */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "exporter.h"
+
 #include "clock.h"
 #include "metrics.h"
-#include "worker.h"
 
 #define SAMPLE_MS 2000
 #define FIRST_SAMPLE_MS 200
@@ -32,7 +33,8 @@ typedef struct depth_slot {
 } depth_slot;
 
 struct wm_endpoint {
-    const worker *w;
+    wm_view_fn *view;
+    const void *source;
     mx_server *srv;
     uv_timer_t timer;
     depth_slot slots[Q_COUNT];
@@ -152,21 +154,27 @@ static int connected(rds *r)
     return r != NULL && rds_is_connected(r);
 }
 
-static void render_gauges(mx_buf *b, const worker *w)
+static wm_view look(const wm_endpoint *m)
 {
-    const wctx *x = wk_ctx(w);
-    gauge(b, "adsync_http_requests_in_flight", "Platform requests (and rate checks) in flight.",
-          wk_inflight(w));
+    wm_view v;
+    m->view(m->source, &v);
+    return v;
+}
+
+static void render_gauges(mx_buf *b, const wm_view *v)
+{
+    const wctx *x = v->x;
+    gauge(b, "adsync_http_requests_in_flight", "Platform requests (and rate checks) in flight.", v->inflight);
     gauge(b, "adsync_jobs_held", "Jobs this worker holds in its processing list.", (double)x->jobs_held);
     gauge(b, "adsync_store_pending_writes", "Result writes not yet confirmed by Redis.",
           x->store ? (double)st_backlog(x->store) : 0);
     gauge(b, "adsync_worker_stopping", "1 while the worker drains for shutdown.", ctx_stopping(x) ? 1 : 0);
     gauge(b, "adsync_worker_start_time_seconds", "When this worker started (Unix time).",
-          (double)wk_started_at(w) / 1000.0);
+          (double)v->started_at / 1000.0);
     mx_family(b, "adsync_redis_connected", MX_GAUGE, "1 while the Redis connection is up.");
     mx_label main_l[] = { { "connection", "main" } }, pop_l[] = { { "connection", "pop" } };
     mx_sample(b, "adsync_redis_connected", main_l, 1, connected(x->redis));
-    mx_sample(b, "adsync_redis_connected", pop_l, 1, wk_pop_connected(w));
+    mx_sample(b, "adsync_redis_connected", pop_l, 1, v->pop_connected);
 }
 
 /* Depths only once a sample has come back: an unknown value is left out. */
@@ -190,30 +198,32 @@ static void render_metrics(wm_endpoint *m, mx_reply *reply)
 {
     reply->status = 200;
     reply->content_type = MX_CONTENT_TYPE;
-    render_http(&reply->body, &wk_ctx(m->w)->n);
-    render_outcomes(&reply->body, &wk_ctx(m->w)->n);
-    render_gauges(&reply->body, m->w);
+    wm_view v = look(m);
+    render_http(&reply->body, &v.x->n);
+    render_outcomes(&reply->body, &v.x->n);
+    render_gauges(&reply->body, &v);
     render_depths(&reply->body, m);
 }
 
 /* ---- /healthz ------------------------------------------------------------ */
 
 /* NULL when healthy, else why not. */
-static const char *unhealthy(const worker *w)
+static const char *unhealthy(const wm_view *v)
 {
-    const wctx *x = wk_ctx(w);
+    const wctx *x = v->x;
     if (x->phase == WK_CLOSED)
         return "stopped";
     if (!connected(x->redis))
         return "redis: main connection down";
-    if (!ctx_stopping(x) && !wk_pop_connected(w))
+    if (!ctx_stopping(x) && !v->pop_connected)
         return "redis: pop connection down";
     return NULL;
 }
 
-static void render_health(const worker *w, mx_reply *reply)
+static void render_health(const wm_endpoint *m, mx_reply *reply)
 {
-    const char *why = unhealthy(w);
+    wm_view v = look(m);
+    const char *why = unhealthy(&v);
     reply->status = why ? 503 : 200;
     mx_buf_printf(&reply->body, "%s\n", why ? why : "ok");
 }
@@ -224,7 +234,7 @@ static void on_request(void *ud, const char *path, mx_reply *reply)
     if (strcmp(path, "/metrics") == 0)
         render_metrics(m, reply);
     else if (strcmp(path, "/healthz") == 0)
-        render_health(m->w, reply);
+        render_health(m, reply);
     else if (strcmp(path, "/") == 0) {
         reply->status = 200;
         mx_buf_puts(&reply->body, "adsync-worker: /metrics /healthz\n");
@@ -250,7 +260,7 @@ static void on_depth(rds *r, redisReply *reply, void *privdata)
 
 static int send_depth(wm_endpoint *m, int q, const char *fmt, const char *key, const char *arg)
 {
-    if (rds_commandf(wk_ctx(m->w)->redis, on_depth, &m->slots[q], fmt, key, arg) < 0)
+    if (rds_commandf(look(m).x->redis, on_depth, &m->slots[q], fmt, key, arg) < 0)
         return -1;
     m->outstanding++;
     return 0;
@@ -258,7 +268,7 @@ static int send_depth(wm_endpoint *m, int q, const char *fmt, const char *key, c
 
 static void sample(wm_endpoint *m)
 {
-    const wctx *x = wk_ctx(m->w);
+    const wctx *x = look(m).x;
     if (m->outstanding > 0 || x->phase == WK_CLOSED || !connected(x->redis))
         return;
     char key[Q_COUNT][KEYS_MAX_LEN], now[24];
@@ -289,14 +299,16 @@ static void on_sample_timer(uv_timer_t *t)
 
 /* ---- life ------------------------------------------------------------------- */
 
-wm_endpoint *wm_open(uv_loop_t *loop, const worker *w, const cfg_hostport *addr, char *err, size_t errlen)
+wm_endpoint *wm_open(uv_loop_t *loop, wm_view_fn *view, const void *source, const cfg_hostport *addr, char *err,
+                     size_t errlen)
 {
     wm_endpoint *m = calloc(1, sizeof *m);
     if (m == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    m->w = w;
+    m->view = view;
+    m->source = source;
     for (int q = 0; q < Q_COUNT; q++)
         m->slots[q] = (depth_slot){ m, q };
     m->srv = mx_listen(loop, addr, on_request, m, err, errlen);
