@@ -285,7 +285,7 @@ static int reseal(app *a, reseal_mode mode, const char *name)
     size_t sealed = 0, dropped = 0, failed = 0;
     for (size_t i = 0; i < st.n; i++) {
         sealed += st.c[i].new_password != NULL;
-        dropped += st.c[i].drop_token;
+        dropped += st.c[i].drop_token != 0;
         if (st.c[i].failed) {
             failed++;
             app_error("secrets %s: client %s: its password cannot be opened with the configured keys", name,
