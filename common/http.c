@@ -23,7 +23,10 @@
 
 enum {
     BUF_FIRST = 4096,        /* first allocation of a buffer */
-    BUF_KEEP = 64 * 1024,    /* pooled buffers above this are freed on release */
+    BUF_KEEP = 4096,         /* pooled buffers above this are freed on release: a sync
+                                answer fits; a page's buffer would otherwise stay with
+                                every pooled request that ever carried one (2 MB at
+                                256 requests in flight) */
     RECV_BUFFER = 8 * 1024,  /* curl's receive buffer per handle (default 16 KiB) */
     POOL_MIN_IDLE = 64,      /* idle request objects kept at least (else max_connections) */
 };

@@ -103,6 +103,7 @@ def measure_floor(redis, start):
     p.wait()
     elapsed = time.monotonic() - t0
     assert p.returncode == 0, out
+    assert last[1] > 0, f"the floor ended before /proc could be read once: {out}"
     rcpu1, rcalls1 = redis_counters(redis)
     total = CLIENTS * CAMPAIGNS
     return {"campaigns_per_s": round(total / elapsed, 1),
