@@ -25,6 +25,7 @@
 
 #include "backoff.h"
 #include "clock.h"
+#include "ilist.h"
 #include "log.h"
 #include "policy.h"
 #include "jobstate.h"
@@ -39,19 +40,19 @@ struct flow {
     wctx *x;
     sched *sched;
     cl_set *clients;
-    held *jobs;              /* every job held (x->jobs_held of them) */
+    il_node jobs;            /* every job held (x->jobs_held of them), newest first */
     size_t starting;         /* held jobs that have not asked for an HTTP slot yet */
     int lists_waiting;       /* a list waits for x->page_bytes to fall under the budget */
     unsigned lists_out;      /* list requests submitted, not yet answered */
     uint64_t page_est;       /* what a page's body is expected to take (recent pages) */
     uv_timer_t batch_timer;  /* sends the batches of synced outcomes */
     held *dirty;             /* held jobs with synced outcomes not yet sent */
-    struct batch_call *calls;   /* synced.lua calls sent, not yet confirmed (owned) */
+    il_node calls;           /* synced.lua calls sent, not yet confirmed (owned) */
 };
 
 /* A job popped from the queue and held until its outcome is written. */
 struct held {
-    held *next, *prev;
+    il_node link;            /* f->jobs */
     flow *f;
     job job;
     char *elem;              /* the element exactly as popped (for LREM) */
@@ -453,26 +454,15 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
  * worker until Redis confirms it, so that a teardown with the write never
  * confirmed (the store drops it) frees it. */
 typedef struct batch_call {
-    struct batch_call *next, *prev;
+    il_node link;            /* f->calls */
     size_t njobs;
     struct { held *h; size_t n; } job[SYNCED_CALL_JOBS];
 } batch_call;
 
-static void call_unlink(flow *f, batch_call *call)
-{
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        f->calls = call->next;
-    if (call->next)
-        call->next->prev = call->prev;
-}
-
 static void on_batch_recorded(redisReply *reply, void *ud)
 {
     batch_call *call = ud;
-    flow *f = call->job[0].h->f;
-    call_unlink(f, call);
+    il_unlink(&call->link);
     for (size_t i = 0; i < call->njobs; i++) {
         written(call->job[i].h);
         const char *bad = reply->type == REDIS_REPLY_ARRAY && i < reply->elements
@@ -569,10 +559,7 @@ static void call_send(flow *f, batch_call *call)
         free(call);
         return;
     }
-    call->next = f->calls;
-    if (f->calls)
-        f->calls->prev = call;
-    f->calls = call;
+    il_push_front(&f->calls, &call->link);
 }
 
 void fl_flush_batches(flow *f)
@@ -1006,8 +993,9 @@ static void resume_lists(flow *f)
     if (!f->lists_waiting || !page_fits(f))
         return;
     f->lists_waiting = 0;
-    for (held *h = f->jobs, *next; h; h = next) {
-        next = h->next;
+    il_node *n, *next;
+    IL_FOREACH_SAFE(n, next, &f->jobs) {
+        held *h = IL_ENTRY(n, held, link);
         if (h->state == JS_LISTING)
             list_more(h);
     }
@@ -1223,9 +1211,12 @@ static void hand_back(held *h)
  * again. */
 static void hand_back_aborted(flow *f)
 {
-    for (held *h = f->jobs; h; h = h->next)
+    il_node *n, *next;
+    IL_FOREACH_SAFE(n, next, &f->jobs) {
+        held *h = IL_ENTRY(n, held, link);
         if (h->state == JS_ABORTED)
             advance(h);
+    }
 }
 
 /* A dead letter for a job that could not even be parsed keeps the raw text,
@@ -1348,10 +1339,7 @@ int fl_start(flow *f, char *elem, size_t len)
     h->elem_len = len;
     h->starting = 1;
     f->starting++;
-    h->next = f->jobs;
-    if (f->jobs)
-        f->jobs->prev = h;
-    f->jobs = h;
+    il_push_front(&f->jobs, &h->link);
     f->x->jobs_held++;
     f->x->n.jobs_popped++;
 
@@ -1371,12 +1359,7 @@ int fl_start(flow *f, char *elem, size_t len)
 static void release(held *h)
 {
     flow *f = h->f;
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        f->jobs = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
+    il_unlink(&h->link);
     f->x->jobs_held--;
     started(h);
     cl_release(h->client);
@@ -1402,7 +1385,8 @@ size_t fl_starting(const flow *f)
 int fl_match_held(const flow *f, const char *elem, size_t len, unsigned char *claimed)
 {
     size_t i = 0;
-    for (const held *h = f->jobs; h; h = h->next, i++) {
+    for (const il_node *n = f->jobs.next; n != &f->jobs; n = n->next, i++) {
+        const held *h = IL_ENTRY(n, held, link);
         if (!claimed[i] && h->elem_len == len && memcmp(h->elem, elem, len) == 0) {
             claimed[i] = 1;
             return 1;
@@ -1425,6 +1409,8 @@ flow *fl_new(wctx *x, sched *s, cl_set *clients)
     f->x = x;
     f->sched = s;
     f->clients = clients;
+    il_init(&f->jobs);
+    il_init(&f->calls);
     uv_timer_init(x->loop, &f->batch_timer);
     f->batch_timer.data = f;
     return f;
@@ -1440,13 +1426,13 @@ void fl_free(flow *f)
     if (f == NULL)
         return;
     f->dirty = NULL;   /* teardown: unsent batches go with their jobs (re-synced after the hand-back) */
-    while (f->calls) {   /* and calls the store drops unconfirmed */
-        batch_call *call = f->calls;
-        f->calls = call->next;
-        free(call);
+    il_node *n;
+    while ((n = il_first(&f->calls)) != NULL) {   /* and calls the store drops unconfirmed */
+        il_unlink(n);
+        free(IL_ENTRY(n, batch_call, link));
     }
-    while (f->jobs) {
-        held *h = f->jobs;
+    while ((n = il_first(&f->jobs)) != NULL) {
+        held *h = IL_ENTRY(n, held, link);
         h->client = NULL;   /* clients are freed wholesale by cl_set_free */
         release(h);
     }
