@@ -46,7 +46,7 @@ struct flow {
     unsigned lists_out;      /* list requests submitted, not yet answered */
     uint64_t page_est;       /* what a page's body is expected to take (recent pages) */
     uv_timer_t batch_timer;  /* sends the batches of synced outcomes */
-    held *dirty;             /* held jobs with synced outcomes not yet sent */
+    il_node dirty;           /* held jobs with synced outcomes not yet sent, oldest first */
     il_node calls;           /* synced.lua calls sent, not yet confirmed (owned) */
 };
 
@@ -77,8 +77,7 @@ struct held {
     int starting;            /* counted in f->starting until its first request is queued */
     struct synced_item { char *id; size_t id_len; char *stored; unsigned page; } *batch;   /* synced, not yet sent */
     size_t nbatch, batch_cap;
-    held *next_dirty;        /* in f->dirty while in_dirty */
-    int in_dirty;
+    il_node dirty_link;      /* in f->dirty while outcomes wait in its batch */
 };
 
 static void release(held *h);
@@ -489,12 +488,12 @@ static void batch_clear(held *h)
 static void call_fill(flow *f, batch_call *call)
 {
     size_t campaigns = 0;
-    while (f->dirty && call->njobs < SYNCED_CALL_JOBS &&
-           (call->njobs == 0 || campaigns + f->dirty->nbatch <= SYNCED_CALL_CAMPAIGNS)) {
-        held *h = f->dirty;
-        f->dirty = h->next_dirty;
-        h->next_dirty = NULL;
-        h->in_dirty = 0;
+    il_node *n;
+    while ((n = il_first(&f->dirty)) != NULL && call->njobs < SYNCED_CALL_JOBS) {
+        held *h = IL_ENTRY(n, held, dirty_link);
+        if (call->njobs > 0 && campaigns + h->nbatch > SYNCED_CALL_CAMPAIGNS)
+            break;
+        il_unlink(n);
         if (h->nbatch == 0)
             continue;
         call->job[call->njobs].h = h;
@@ -565,15 +564,16 @@ static void call_send(flow *f, batch_call *call)
 void fl_flush_batches(flow *f)
 {
     uv_timer_stop(&f->batch_timer);
-    while (f->dirty) {
+    while (!il_empty(&f->dirty)) {
         batch_call *call = malloc(sizeof *call);
+        il_node *n;
         if (call == NULL) {   /* out of memory: the waiting outcomes are lost, their jobs handed back */
-            for (held *h = f->dirty; h; h = h->next_dirty) {
-                h->in_dirty = 0;
+            while ((n = il_first(&f->dirty)) != NULL) {
+                held *h = IL_ENTRY(n, held, dirty_link);
+                il_unlink(n);
                 batch_clear(h);
                 no_memory(h);
             }
-            f->dirty = NULL;
             return;
         }
         *call = (batch_call){ .njobs = 0 };
@@ -614,12 +614,10 @@ static void add_synced(held *h, unsigned page, const api_campaign *c, char *stor
     memcpy(id, c->id, c->id_len);
     id[c->id_len] = '\0';
     h->batch[h->nbatch++] = (struct synced_item){ id, c->id_len, stored, page };
-    if (!h->in_dirty) {   /* the first waiting: sent within SYNCED_BATCH_MS */
-        h->next_dirty = f->dirty;
-        h->in_dirty = 1;
-        if (f->dirty == NULL)
+    if (!il_linked(&h->dirty_link)) {   /* the first waiting: sent within SYNCED_BATCH_MS */
+        if (il_empty(&f->dirty))
             uv_timer_start(&f->batch_timer, on_batch_timer, SYNCED_BATCH_MS, 0);
-        f->dirty = h;
+        il_push_back(&f->dirty, &h->dirty_link);
     }
     if (h->nbatch >= SYNCED_BATCH_MAX)
         fl_flush_batches(f);
@@ -1106,7 +1104,8 @@ static void hand_back(held *h);
  * waiting for its batch, no page write. */
 static int idle(const held *h)
 {
-    return h->ops_out == 0 && h->writes_out == 0 && !h->in_dirty && h->nbatch == 0 && h->page_write == NULL;
+    return h->ops_out == 0 && h->writes_out == 0 && !il_linked(&h->dirty_link) && h->nbatch == 0 &&
+           h->page_write == NULL;
 }
 
 /* The one place that decides what a job does next, from its state and what
@@ -1340,6 +1339,7 @@ int fl_start(flow *f, char *elem, size_t len)
     h->starting = 1;
     f->starting++;
     il_push_front(&f->jobs, &h->link);
+    il_init(&h->dirty_link);
     f->x->jobs_held++;
     f->x->n.jobs_popped++;
 
@@ -1360,6 +1360,7 @@ static void release(held *h)
 {
     flow *f = h->f;
     il_unlink(&h->link);
+    il_unlink(&h->dirty_link);
     f->x->jobs_held--;
     started(h);
     cl_release(h->client);
@@ -1411,6 +1412,7 @@ flow *fl_new(wctx *x, sched *s, cl_set *clients)
     f->clients = clients;
     il_init(&f->jobs);
     il_init(&f->calls);
+    il_init(&f->dirty);
     uv_timer_init(x->loop, &f->batch_timer);
     f->batch_timer.data = f;
     return f;
@@ -1425,8 +1427,9 @@ void fl_free(flow *f)
 {
     if (f == NULL)
         return;
-    f->dirty = NULL;   /* teardown: unsent batches go with their jobs (re-synced after the hand-back) */
     il_node *n;
+    while ((n = il_first(&f->dirty)) != NULL)   /* teardown: unsent batches go with their jobs */
+        il_unlink(n);                           /* (synced again after the hand-back) */
     while ((n = il_first(&f->calls)) != NULL) {   /* and calls the store drops unconfirmed */
         il_unlink(n);
         free(IL_ENTRY(n, batch_call, link));
