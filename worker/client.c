@@ -25,7 +25,7 @@
 
 struct cl_set {
     wctx *x;
-    client *clients;
+    il_node clients;         /* every client, by client.link */
     cl_event_fn *on_event;   /* the scheduler's (client.h) */
     void *ud;
 };
@@ -259,12 +259,14 @@ cl_set *cl_set_new(wctx *x, cl_event_fn *on_event, void *ud)
     if (s == NULL)
         return NULL;
     *s = (cl_set){ .x = x, .on_event = on_event, .ud = ud };
+    il_init(&s->clients);
     return s;
 }
 
 client *cl_acquire(cl_set *s, const char *id)
 {
-    for (client *c = s->clients; c; c = c->next) {
+    for (il_node *n = s->clients.next; n != &s->clients; n = n->next) {
+        client *c = IL_ENTRY(n, client, link);
         if (strcmp(c->id, id) == 0) {
             c->refs++;
             return c;
@@ -287,8 +289,7 @@ client *cl_acquire(cl_set *s, const char *id)
     }
     uv_timer_init(x->loop, &c->timer);
     c->timer.data = c;
-    c->next = s->clients;
-    s->clients = c;
+    il_push_front(&s->clients, &c->link);
     load_credentials(c);
     return c;
 }
@@ -303,12 +304,7 @@ static void on_client_closed(uv_handle_t *h)
 
 static void destroy(client *c)
 {
-    for (client **pp = &c->set->clients; *pp; pp = &(*pp)->next) {
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    }
+    il_unlink(&c->link);
     tell(c, CL_EV_GONE);
     http_headers_unref(c->headers);
     c->headers = NULL;
@@ -346,8 +342,9 @@ void cl_set_free(cl_set *s)
 {
     if (s == NULL)
         return;
-    while (s->clients)
-        destroy(s->clients);
+    il_node *n;
+    while ((n = il_first(&s->clients)) != NULL)
+        destroy(IL_ENTRY(n, client, link));
     free(s);
 }
 

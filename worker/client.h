@@ -17,6 +17,7 @@
 #include "api.h"
 #include "ctx.h"
 #include "http.h"
+#include "ilist.h"
 
 typedef struct client client;
 typedef struct cl_set cl_set;
@@ -36,7 +37,7 @@ typedef enum {
 typedef int cl_event_fn(client *c, cl_event ev, void *ud);
 
 struct client {
-    client *next;            /* registry */
+    il_node link;            /* the registry's list */
     cl_set *set;
     char id[KEYS_ID_MAX + 1];
     unsigned refs;           /* held jobs using it */
