@@ -54,14 +54,6 @@ static void step(sink *s);
 
 /* ---- batches ---------------------------------------------------------------- */
 
-int sink_batch_bury(sink_batch *b, char *letter)
-{
-    if (b->ndead >= b->n)
-        return -1;   /* each entry is written or buried once */
-    b->dead[b->ndead++] = letter;
-    return 0;
-}
-
 static void batch_free(const sink *s, sink_batch *b)
 {
     if (b == NULL)
@@ -277,13 +269,13 @@ static int sink_keys(sink *s, const wctx *x)
     return keys_outbox_claim_key(&x->keys, x->id, s->claim, sizeof s->claim) < 0 ? -1 : 0;
 }
 
-sink *sink_start(wctx *x)
+sink *sink_start(wctx *x, const sink_writer_ops *writer)
 {
     sink *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
     s->x = x;
-    s->ops = &sink_pg_writer;
+    s->ops = writer;
     sink_host host = { host_step, host_wake, host_retry_in, s };
     rds_options ropt = {
         .url = &x->cfg.redis, .name = "sink", .command_timeout_ms = 10000, .scripts = sink_scripts,

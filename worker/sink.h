@@ -7,12 +7,14 @@
 #define ADSYNC_WORKER_SINK_H
 
 #include "ctx.h"
+#include "sinkwriter.h"
 
 typedef struct sink sink;
 
-/* Connects, checks the table, drains the outbox. x is borrowed and must
- * outlive the sink. NULL when out of memory. */
-sink *sink_start(wctx *x);
+/* Connects the writer and Redis and drains the outbox through the writer
+ * (sinkwriter.h: sink_pg_writer for PostgreSQL). x and writer are borrowed
+ * and must outlive the sink. NULL when out of memory. */
+sink *sink_start(wctx *x, const sink_writer_ops *writer);
 /* Shutdown: claim no more batches; the one in progress may still finish. */
 void sink_stop(sink *s);
 /* A batch is on its way and can make progress (PostgreSQL connected). */

@@ -58,8 +58,15 @@ typedef struct sink_writer_ops {
     void (*destroy)(void *w);
 } sink_writer_ops;
 
-/* Adds a dead letter to b (the writer's refused rows). -1 OOM. */
-int sink_batch_bury(sink_batch *b, char *letter);
+/* Adds a dead letter to b (takes letter: an entry the writer refused).
+ * -1 when b has no room: each entry is written or buried once. */
+static inline int sink_batch_bury(sink_batch *b, char *letter)
+{
+    if (b->ndead >= b->n)
+        return -1;
+    b->dead[b->ndead++] = letter;
+    return 0;
+}
 
 extern const sink_writer_ops sink_pg_writer;
 

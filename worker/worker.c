@@ -472,7 +472,7 @@ static void on_registered(rds *r, redisReply *reply, void *privdata)
     uv_timer_start(&w->promote_timer, on_promote_timer, 0, PROMOTE_MS);
     log_info("worker registered", LOG_STR("worker", w->x.id));
     w->x.phase = WK_RUNNING;
-    if (w->x.cfg.pg_url[0] && w->sink == NULL && (w->sink = sink_start(&w->x)) == NULL)
+    if (w->x.cfg.pg_url[0] && w->sink == NULL && (w->sink = sink_start(&w->x, &sink_pg_writer)) == NULL)
         log_error("could not start the postgres sink (out of memory?); results stay in the outbox");
     pop_more(w);
 }
