@@ -1140,9 +1140,11 @@ static void advance(held *h)
 
 /* ---- start ---------------------------------------------------------------- */
 
-static void on_buried(redisReply *reply, void *ud)
+/* The answer to a last write no key can refuse (bury.lua writes around keys
+ * of the wrong type; unpop.lua only moves the element): the job is done. */
+static void on_final_write(redisReply *reply, void *ud)
 {
-    (void)reply;   /* bury.lua writes around keys of the wrong type */
+    (void)reply;
     written(ud);
     end_answered(ud, NULL);
 }
@@ -1175,20 +1177,13 @@ static void bury(held *h, const char *dead_letter, const char *reason)
     lens[8] = h->elem_len;
     log_warn("job dead", LOG_STR("client", h->job.client), LOG_STR("run", h->job.run),
              LOG_STR("job", h->job.id), LOG_STR("error", reason));
-    if (job_write(h, SCRIPT_BURY, 8, 16, argv, lens, on_buried, h) < 0)
+    if (job_write(h, SCRIPT_BURY, 8, 16, argv, lens, on_final_write, h) < 0)
         no_memory(h);
     else
         event(h, JE_END_SENT);
 }
 
 /* ---- aborted jobs --------------------------------------------------------- */
-
-static void on_handed_back(redisReply *reply, void *ud)
-{
-    (void)reply;
-    written(ud);
-    end_answered(ud, NULL);
-}
 
 /* Back to the jobs list, where it is popped next (unpop.lua): its runs
  * resume from their cursor, and a job that cannot be carried out time and
@@ -1198,7 +1193,7 @@ static void hand_back(held *h)
     flow *f = h->f;
     const char *argv[] = { f->x->processing_key, ctx_key(f->x, KEYS_JOBS), h->elem };
     const size_t lens[] = { strlen(f->x->processing_key), strlen(ctx_key(f->x, KEYS_JOBS)), h->elem_len };
-    if (job_write(h, SCRIPT_UNPOP, 2, 3, argv, lens, on_handed_back, h) < 0)
+    if (job_write(h, SCRIPT_UNPOP, 2, 3, argv, lens, on_final_write, h) < 0)
         return;   /* out of memory again: the next sweep tries again */
     event(h, JE_END_SENT);
     f->x->n.jobs_handed_back++;
