@@ -441,7 +441,7 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
  * cursor is computed when the call is built), and syncs_open drops when the
  * call is confirmed, so a job ends only after every outcome landed. */
 
-#define SYNCED_BATCH_MS 5
+#define SYNCED_BATCH_MS 20
 #define SYNCED_BATCH_MAX 128         /* a job with this many waiting sends at once */
 #define SYNCED_CALL_JOBS 32
 #define SYNCED_CALL_CAMPAIGNS 256

@@ -48,7 +48,7 @@ local function main()
   -- so a key of the wrong type stops the call before it changed anything
   -- (the job element in particular stays held, for the worker to bury).
   local state = kcall('HGET', run, 'state')
-  kcall('HLEN', items)
+  local items_new = kcall('HLEN', items) == 0
   kcall('HLEN', KEYS[3])
   kcall('STRLEN', KEYS[9])
   kcall('STRLEN', KEYS[11])
@@ -81,13 +81,23 @@ local function main()
       seen[id] = true
     end
     if #fresh > 0 then
+      -- A new items hash is made a hash table at once: Redis keeps a hash's
+      -- first 128 fields as a listpack, where every lookup is a scan, and
+      -- those scans were a large part of Redis's CPU for a run. One value
+      -- longer than hash-max-listpack-value converts it for good; its field
+      -- (empty: never a campaign id) goes again at once.
+      if items_new then
+        fresh[#fresh + 1] = ''
+        fresh[#fresh + 1] = string.rep('.', 256)
+      end
       kcall('HSET', items, unpack(fresh))
-      kcall('HINCRBY', run, 'listed', #fresh / 2)
+      if items_new then kcall('HDEL', items, '') end
+      kcall('HINCRBY', run, 'listed', (#fresh - (items_new and 2 or 0)) / 2)
     end
   end
 
   if a.cursor then
-    local cur = tonumber(kcall('HGET', run, 'next_page') or '1')
+    local cur = counter(run, kcall('HGET', run, 'next_page') or '1')
     if tonumber(a.cursor) > cur then kcall('HSET', run, 'next_page', a.cursor) end
   end
   if a.listing_done == '1' then kcall('HSET', run, 'listing_done', '1') end
@@ -135,7 +145,7 @@ local function main()
   state = kcall('HGET', run, 'state')
   if state == 'running' and kcall('HGET', run, 'listing_done') == '1' then
     local c = kcall('HMGET', run, 'listed', 'synced', 'dead')
-    if tonumber(c[1] or '0') == tonumber(c[2] or '0') + tonumber(c[3] or '0') then
+    if counter(run, c[1]) == counter(run, c[2]) + counter(run, c[3]) then
       state = 'done'
       kcall('HSET', run, 'state', state, 'finished_at', a.now)
       retain_ended_run(run, items, KEYS[11], a.run, a.now, a.retention)

@@ -4,9 +4,9 @@
 -- same exactly-once rule as progress.lua: each campaign's state in its run's
 -- items hash moves at most once to "synced", and the run's counters move by
 -- what actually changed, so a replayed call or a duplicate delivery counts
--- nothing twice. Work is per run, not per campaign: one HMGET of the run,
--- one HSET of the stored campaigns, one HMGET and one HSET of their states,
--- one HINCRBY per counter that moved.
+-- nothing twice. Work is per run, not per campaign: one HMGET and one HSET
+-- of the run hash, one HSET of the stored campaigns, one HMGET and one HSET
+-- of their states.
 --
 -- KEYS[1] stats hash   KEYS[2] outbox list
 -- then per run: run hash, run items hash, client campaigns hash, client active_run,
@@ -34,47 +34,59 @@ local function record(run, items, campaigns, active, last_run, run_id, cursor, c
     end
   end
 
-  local r = kcall('HMGET', run, 'state', 'next_page', 'listing_done')
-  local state = r[1]
+  -- The run hash is read once and written once: its counters are computed
+  -- here (the script is atomic) instead of moved by one HINCRBY each.
+  local r = kcall('HMGET', run, 'state', 'next_page', 'listing_done', 'listed', 'synced', 'retrying', 'dead')
+  local state, set = r[1], {}
   if state == false or state == 'queued' then
     state = 'running'
-    kcall('HSET', run, 'state', state, 'started_at', now, 'run', run_id)
+    set = { 'state', state, 'started_at', now, 'run', run_id }
   end
-  if cursor > tonumber(r[2] or '1') then kcall('HSET', run, 'next_page', cursor) end
+  if cursor > counter(run, r[2] or '1') then
+    set[#set + 1] = 'next_page'
+    set[#set + 1] = cursor
+  end
 
   kcall('HSET', campaigns, unpack(ARGV, first, last))   -- id, stored JSON, ...
   if #outbox > 0 then redis.call('RPUSH', KEYS[2], unpack(outbox)) end
 
   local old = kcall('HMGET', items, unpack(ids))
-  local moved, listed, retrying, dead = {}, 0, 0, 0
+  local moved, was_listed, was_retrying, was_dead = {}, 0, 0, 0
   for i, id in ipairs(ids) do
     local was = old[i]
     if was ~= 'synced' then
       moved[#moved + 1] = id
       moved[#moved + 1] = 'synced'
-      if was == false then listed = listed + 1 end
-      if was == 'retrying' then retrying = retrying + 1 end
-      if was == 'dead' then dead = dead + 1 end
+      if was == false then was_listed = was_listed + 1 end
+      if was == 'retrying' then was_retrying = was_retrying + 1 end
+      if was == 'dead' then was_dead = was_dead + 1 end
     end
   end
-  if #moved == 0 then return state end
 
-  kcall('HSET', items, unpack(moved))
-  local synced = kcall('HINCRBY', run, 'synced', #moved / 2)
-  if listed > 0 then kcall('HINCRBY', run, 'listed', listed) end
-  if retrying > 0 then kcall('HINCRBY', run, 'retrying', -retrying) end
-  if dead > 0 then kcall('HINCRBY', run, 'dead', -dead) end
-  total = total + #moved / 2
-
-  if state == 'running' and r[3] == '1' then
-    local c = kcall('HMGET', run, 'listed', 'dead')
-    if tonumber(c[1] or '0') == synced + tonumber(c[2] or '0') then
+  local done = false
+  if #moved > 0 then
+    kcall('HSET', items, unpack(moved))
+    local listed = counter(run, r[4]) + was_listed
+    local synced = counter(run, r[5]) + #moved / 2
+    local dead = counter(run, r[7]) - was_dead
+    set[#set + 1] = 'synced'
+    set[#set + 1] = synced
+    if was_listed > 0 then set[#set + 1] = 'listed'; set[#set + 1] = listed end
+    if was_retrying > 0 then set[#set + 1] = 'retrying'; set[#set + 1] = counter(run, r[6]) - was_retrying end
+    if was_dead > 0 then set[#set + 1] = 'dead'; set[#set + 1] = dead end
+    total = total + #moved / 2
+    done = state == 'running' and r[3] == '1' and listed == synced + dead
+    if done then
       state = 'done'
-      kcall('HSET', run, 'state', state, 'finished_at', now)
-      retain_ended_run(run, items, last_run, run_id, now, retention)
-      if kcall('GET', active) == run_id then kcall('DEL', active) end
-      redis.call('HINCRBY', KEYS[1], 'runs_done', 1)
+      for _, v in ipairs({ 'state', state, 'finished_at', now }) do set[#set + 1] = v end
     end
+  end
+  if #set > 0 then kcall('HSET', run, unpack(set)) end
+
+  if done then
+    retain_ended_run(run, items, last_run, run_id, now, retention)
+    if kcall('GET', active) == run_id then kcall('DEL', active) end
+    redis.call('HINCRBY', KEYS[1], 'runs_done', 1)
   end
   return state
 end

@@ -132,12 +132,14 @@ class RedisInputTest(wl.SystemTest):
         """Each client has one key of the wrong type. A cached token or a
         rate-limit log that is not ours is replaced (one line each); a run
         hash, items hash or campaigns hash that is not a hash ends that job
-        dead naming the key; the other clients and the drain finish."""
-        mock = self.mock("--clients", 7, "--campaigns", 3, *CLEAN)
+        dead naming the key, as does a run counter that is not a number; the
+        other clients and the drain finish."""
+        mock = self.mock("--clients", 8, "--campaigns", 3, *CLEAN)
         env = wl.fast_env(self.redis, mock, ADSYNC_RATE_LIMIT=1000, ADSYNC_RATE_WINDOW_MS=1000)
-        ids = wl.register_clients(self.redis, 7)
+        ids = wl.register_clients(self.redis, 8)
         self.assertEqual(enqueue(["sync", *ids], env).returncode, 0)
         run = {cid: self.redis.cmd("GET", f"adsync:client:{cid}:last_run") for cid in ids}
+        self.redis.cmd("HSET", f"adsync:run:{run['client_8']}", "synced", "junk")
         self.redis.cmd("HSET", "adsync:client:client_1:token", "not", "a string")
         for cid, key in (("client_2", f"adsync:run:{run['client_2']}"),
                          ("client_3", f"adsync:run:{run['client_3']}:items"),
@@ -159,11 +161,12 @@ class RedisInputTest(wl.SystemTest):
         reasons = self.dead_reasons(env)
         for cid, key in (("client_2", f"adsync:run:{run['client_2']}"),
                          ("client_3", f"adsync:run:{run['client_3']}:items"),
-                         ("client_4", "adsync:client:client_4:campaigns")):
+                         ("client_4", "adsync:client:client_4:campaigns"),
+                         ("client_8", f"adsync:run:{run['client_8']}")):
             self.assertEqual(reasons.get(cid), f"Redis key {key} holds the wrong type", cid)
         dead_lines = [line for line in log.splitlines() if '"job dead"' in line]
-        self.assertEqual(len(dead_lines), 3, dead_lines)
-        for cid in ("client_3", "client_4"):
+        self.assertEqual(len(dead_lines), 4, dead_lines)
+        for cid in ("client_3", "client_4", "client_8"):
             self.assertEqual(wl.last_run(self.redis, cid)[1]["state"], "failed")
         self.assertIsNone(self.redis.cmd("GET", "adsync:client:client_2:active_run"), "released")
 

@@ -68,6 +68,11 @@ class WorkerTest(wl.SystemTest):
         self.assertEqual(letter["attempt"], 4)
         self.assertIn("HTTP 500", letter["last_error"])
         self.assertEqual(mock.stats()["clients"]["client_1"]["requests"]["sync"]["500"], 4)
+        # 40 states would be a listpack (every lookup a scan); progress.lua
+        # makes a new items hash a hash table and leaves no field of its own.
+        items = f"adsync:run:{wl.last_run(self.redis, 'client_1')[0]}:items"
+        self.assertEqual(self.redis.cmd("OBJECT", "ENCODING", items), "hashtable")
+        self.assertEqual(self.redis.cmd("HLEN", items), 40)
 
     def test_c_expiring_tokens_reauthenticate_no_secret_logged(self):
         """C: tokens expire every second mid-run -> new logins, nothing lost,

@@ -9,10 +9,21 @@
 local function kcall(cmd, key, ...)
   local r = redis.pcall(cmd, key, ...)
   if type(r) == 'table' and r.err then
-    if string.find(r.err, 'WRONGTYPE', 1, true) then error({ wrongtype = key }) end
+    if string.find(r.err, 'WRONGTYPE', 1, true) or string.find(r.err, 'not an integer', 1, true) then
+      error({ wrongtype = key })   -- a counter that is no number holds the wrong type too
+    end
     error(r.err)
   end
   return r
+end
+
+-- A counter read from a field of hash key (absent: 0). One that is no
+-- number fails like a key of the wrong type.
+local function counter(key, v)
+  if v == false or v == nil then return 0 end
+  local n = tonumber(v)
+  if n == nil then error({ wrongtype = key }) end
+  return n
 end
 
 -- Runs f(...); a wrongtype raised inside comes back as the key, other errors
