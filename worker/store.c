@@ -1,9 +1,11 @@
-/* store: the worker's Redis writes (script calls that record progress),
+/* store: the worker's Redis writes (script calls that record progress, and
+ * the plain HSETs that store synced campaigns ahead of their script call),
  * kept in order and replayed until Redis confirms them.
  *
  * A write whose reply never came (connection lost, command timeout) may or
- * may not have run; every script it carries is idempotent (progress.lua moves
- * campaign states, bury/reap check what they remove), so it is simply sent
+ * may not have run; every write it carries is idempotent (progress.lua moves
+ * campaign states, a stored campaign's HSET writes the same value again,
+ * bury/reap check what they remove), so it is simply sent
  * again once the connection is back. While Redis is away the HTTP work of
  * held jobs goes on and its results wait here, in memory; the scheduler stops
  * starting new work when the backlog passes ST_HIGH_WATER. */
@@ -61,6 +63,8 @@ store *st_new_on(uv_loop_t *loop, const st_conn *conn, st_landed_fn *landed, voi
 static int rds_send(void *ud, int script, int nkeys, int argc, const char **argv, const size_t *lens,
                     rds_reply_fn *cb, void *arg)
 {
+    if (script == ST_COMMAND)
+        return rds_command(ud, cb, arg, argc, argv, lens);
     return rds_script(ud, (size_t)script, cb, arg, nkeys, argc, argv, lens);
 }
 
@@ -147,19 +151,28 @@ static void unlink_write(store *s, write *wr)
     s->count--;
 }
 
+/* A plain command's WRONGTYPE is final: retrying cannot change the key. */
+static int refused(const write *wr, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ERROR)
+        return 0;
+    return wr->script != ST_COMMAND || strncmp(reply->str, "WRONGTYPE", 9) != 0;
+}
+
 static void on_reply(rds *r, redisReply *reply, void *privdata)
 {
     (void)r;
     write *wr = privdata;
     store *s = wr->store;
     s->inflight--;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    int again = reply == NULL || refused(wr, reply);
+    if (again) {
         wr->sent = 0;
         s->cursor = s->head;   /* rare: something must be sent again */
     }
     if (reply == NULL)
         return;   /* connection gone: resent by st_on_connected */
-    if (reply->type == REDIS_REPLY_ERROR) {
+    if (again) {
         /* A server-side refusal (OOM under noeviction, a script error):
          * retrying is the only way not to lose the result. Say so once. */
         if (!s->error_logged)
@@ -199,8 +212,8 @@ static void flush(store *s)
     s->cursor = wr;
 }
 
-int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
-              st_done_fn *done, void *ud)
+static int queue(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+                 st_done_fn *done, void *ud)
 {
     write *wr = write_new(s, script, nkeys, argc, argv, lens);
     if (wr == NULL)
@@ -217,6 +230,17 @@ int st_script(store *s, int script, int nkeys, int argc, const char **argv, cons
     s->count++;
     flush(s);
     return 0;
+}
+
+int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
+              st_done_fn *done, void *ud)
+{
+    return queue(s, script, nkeys, argc, argv, lens, done, ud);
+}
+
+int st_command(store *s, int argc, const char **argv, const size_t *lens, st_done_fn *done, void *ud)
+{
+    return queue(s, ST_COMMAND, 0, argc, argv, lens, done, ud);
 }
 
 void st_on_connected(store *s)

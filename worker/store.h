@@ -20,6 +20,9 @@ typedef void st_done_fn(redisReply *reply, void *ud);
 /* Called after each write lands and its done ran (ud as given to st_new). */
 typedef void st_landed_fn(void *ud);
 
+/* The script number st_conn.send gets for a plain command (argv[0] names it). */
+#define ST_COMMAND (-1)
+
 /* How the store reaches Redis: rds_script and rds_is_connected on one
  * connection for the worker (st_new), something else in the store's unit
  * test. send follows rds_script's contract (0: cb runs later, with NULL if
@@ -40,6 +43,11 @@ void st_free(store *s);
 /* Queues one script call; every string is copied. argv = KEYS then ARGV. */
 int st_script(store *s, int script, int nkeys, int argc, const char **argv, const size_t *lens,
               st_done_fn *done, void *ud);
+/* Queues one plain command (argv[0] is its name), in order with the script
+ * calls. Replies as for st_script, except that a WRONGTYPE error is an
+ * answer (done gets it, nothing is retried): such a key stays as it is, so
+ * the caller reads it in a later script call and fails there. */
+int st_command(store *s, int argc, const char **argv, const size_t *lens, st_done_fn *done, void *ud);
 size_t st_backlog(const store *s);       /* writes not yet confirmed */
 void st_on_connected(store *s);          /* resend what is unconfirmed */
 

@@ -1,38 +1,49 @@
 -- synced.lua: records the synced campaigns of several runs in one call (the
 -- worker's hot path; progress.lua records everything else). The worker
--- gathers the outcomes of a few milliseconds and sends them together. The
--- same exactly-once rule as progress.lua: each campaign's state in its run's
--- items hash moves at most once to "synced", and the run's counters move by
--- what actually changed, so a replayed call or a duplicate delivery counts
--- nothing twice. Work is per run, not per campaign: one HMGET and one HSET
--- of the run hash, one HSET of the stored campaigns, one HMGET and one HSET
--- of their states.
+-- gathers the outcomes of a few milliseconds and sends them together, each
+-- client's campaigns stored by a plain HSET just before this call (their
+-- text never passes through Lua). The same exactly-once rule as
+-- progress.lua: each campaign's state in its run's items hash moves at most
+-- once to "synced", and the run's counters move by what actually changed,
+-- so a replayed call or a duplicate delivery counts nothing twice. Work is
+-- per run, not per campaign: one HMGET and one HSET of the run hash, one
+-- HMGET and one HSET of the states, one HLEN of the campaigns hash (an HSET
+-- into a key of another type failed; the run fails here).
 --
 -- KEYS[1] stats hash   KEYS[2] outbox list
 -- then per run: run hash, run items hash, client campaigns hash, client active_run,
 -- client last_run
 -- ARGV[1] now (ms)   ARGV[2] number of runs   ARGV[3] retention of ended runs (ms)
 -- then per run: run id, cursor (page to resume from), client id or "" (no
--- PostgreSQL sink, no outbox), n, then n times: campaign id, stored JSON
+-- PostgreSQL sink, no outbox), n, n campaign ids, and with a client id the
+-- n stored JSONs for the outbox
 -- Returns each run's state after the call, in order ('wrongtype:<key>' for a
 -- run whose keys hold another type, lib/keycall.lua).
 
 -- @include lib/keycall.lua
 -- @include lib/retention.lua
 
-local now, runs, retention = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local argv, now, runs, retention = ARGV, ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local a, states, total = 4, {}, 0
 
+-- The outbox entries of a run's campaigns (PostgreSQL sink).
+local function push_outbox(client, first, n)
+  local outbox, prefix = {}, '{"client":' .. cjson.encode(client) .. ',"campaign":'
+  for i = first, first + n - 1 do outbox[#outbox + 1] = prefix .. argv[i] .. '}' end
+  redis.call('RPUSH', KEYS[2], unpack(outbox))
+end
+
 local function record(run, items, campaigns, active, last_run, run_id, cursor, client, first, n)
-  local last = first + 2 * n - 1
-  local ids, outbox, seen = {}, {}, {}
-  for i = first, last, 2 do
-    if not seen[ARGV[i]] then ids[#ids + 1] = ARGV[i] end   -- a campaign counts once
-    seen[ARGV[i]] = true
-    if client ~= '' then
-      outbox[#outbox + 1] = '{"client":' .. cjson.encode(client) .. ',"campaign":' .. ARGV[i + 1] .. '}'
+  kcall('HLEN', campaigns)
+  local ids, seen = {}, {}
+  for i = first, first + n - 1 do
+    local id = argv[i]
+    if not seen[id] then   -- a campaign counts once
+      seen[id] = true
+      ids[#ids + 1] = id
     end
   end
+  if client ~= '' then push_outbox(client, first + n, n) end
 
   -- The run hash is read once and written once: its counters are computed
   -- here (the script is atomic) instead of moved by one HINCRBY each.
@@ -46,9 +57,6 @@ local function record(run, items, campaigns, active, last_run, run_id, cursor, c
     set[#set + 1] = 'next_page'
     set[#set + 1] = cursor
   end
-
-  kcall('HSET', campaigns, unpack(ARGV, first, last))   -- id, stored JSON, ...
-  if #outbox > 0 then redis.call('RPUSH', KEYS[2], unpack(outbox)) end
 
   local old = kcall('HMGET', items, unpack(ids))
   local moved, was_listed, was_retrying, was_dead = {}, 0, 0, 0
@@ -92,13 +100,13 @@ local function record(run, items, campaigns, active, last_run, run_id, cursor, c
 end
 
 for g = 0, runs - 1 do
-  local k, n = 3 + 5 * g, tonumber(ARGV[a + 3])
+  local k, client, n = 3 + 5 * g, argv[a + 2], tonumber(argv[a + 3])
   -- A run whose keys hold the wrong type fails alone; the others are
   -- recorded (its partial writes do no harm: the worker buries its job).
   local bad, state = catch_wrongtype(record, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4],
-                                     ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], a + 4, n)
+                                     argv[a], tonumber(argv[a + 1]), client, a + 4, n)
   states[#states + 1] = bad and ('wrongtype:' .. bad) or state
-  a = a + 4 + 2 * n
+  a = a + 4 + (client ~= '' and 2 or 1) * n
 end
 if total > 0 then redis.call('HINCRBY', KEYS[1], 'campaigns_synced', total) end
 return states

@@ -1,8 +1,9 @@
 /* Unit tests of worker/store without Redis: an st_conn that records what
  * the store sends and lets the test answer, lose the connection or refuse.
  * Writes go out in order, wait while the connection is down, are replayed
- * in their order after an outage, retried after a refusal or a failed send,
- * and each one's done runs exactly once. */
+ * in their order after an outage, retried after a refusal or a failed send
+ * (but for a plain command's WRONGTYPE, which is its answer), and each
+ * one's done runs exactly once. */
 #include "test_common.h"
 
 #include <stdlib.h>
@@ -34,8 +35,8 @@ static int fake_send(void *ud, int script, int nkeys, int argc, const char **arg
                      rds_reply_fn *cb, void *arg)
 {
     bench *b = ud;
-    assert_int_equal(script, 7);
-    assert_int_equal(nkeys, 1);
+    assert_true(script == 7 || script == ST_COMMAND);
+    assert_int_equal(nkeys, script == ST_COMMAND ? 0 : 1);
     assert_int_equal(argc, 2);
     assert_int_equal(lens[0], strlen(argv[0]));
     if (b->send_fails)
@@ -66,9 +67,11 @@ static void on_done(redisReply *reply, void *ud)
 {
     bench *b = ud;
     assert_non_null(reply);
-    assert_int_equal(reply->type, REDIS_REPLY_INTEGER);
     char tag[16];
-    snprintf(tag, sizeof tag, "w%lld ", reply->integer);
+    if (reply->type == REDIS_REPLY_ERROR)
+        snprintf(tag, sizeof tag, "error ");
+    else
+        snprintf(tag, sizeof tag, "w%lld ", reply->integer);
     if (strlen(b->done_log) + strlen(tag) < sizeof b->done_log)
         strcat(b->done_log, tag);
 }
@@ -106,7 +109,7 @@ static void write_n(bench *b, int from, int to)
 }
 
 /* Answers the oldest write out with its number, or loses it (NULL), or
- * refuses it (an error reply). */
+ * refuses it (an error reply: 'e' out of memory, 'w' WRONGTYPE). */
 static void answer(bench *b, int how)
 {
     assert_true(b->nout > 0);
@@ -118,9 +121,10 @@ static void answer(bench *b, int how)
         o.cb(NULL, NULL, o.arg);
         return;
     }
-    if (how == 'e') {
+    if (how == 'e' || how == 'w') {
         r.type = REDIS_REPLY_ERROR;
-        r.str = (char *)"OOM command not allowed";
+        r.str = how == 'e' ? (char *)"OOM command not allowed"
+                           : (char *)"WRONGTYPE Operation against a key holding the wrong kind of value";
         r.len = strlen(r.str);
     } else {
         r.type = REDIS_REPLY_INTEGER;
@@ -193,6 +197,33 @@ static void a_refused_write_is_retried(void **state)
     assert_int_equal(st_backlog(b->st), 0);
 }
 
+/* A plain command (the HSET of stored campaigns) is retried when refused
+ * like a script, but its WRONGTYPE is final: done gets it, nothing is sent
+ * again, and the writes behind it go on. */
+static void a_plain_commands_wrongtype_is_its_answer(void **state)
+{
+    bench *b = *state;
+    const char *w1[] = { "w1", "value" };
+    assert_int_equal(st_command(b->st, 2, w1, NULL, on_done, b), 0);
+    write_n(b, 2, 2);
+    answer(b, 'w');
+    assert_string_equal(b->done_log, "error ");
+    assert_int_equal(st_backlog(b->st), 1);
+    answer(b, 'y');
+    assert_string_equal(b->done_log, "error w2 ");
+    assert_string_equal(b->sent_log, "w1 w2 ");
+
+    const char *w3[] = { "w3", "value" };
+    assert_int_equal(st_command(b->st, 2, w3, NULL, on_done, b), 0);
+    answer(b, 'e');
+    while (b->nout == 0)
+        uv_run(&b->loop, UV_RUN_ONCE);   /* the retry timer */
+    answer(b, 'y');
+    assert_string_equal(b->sent_log, "w1 w2 w3 w3 ");
+    assert_string_equal(b->done_log, "error w2 w3 ");
+    assert_int_equal(st_backlog(b->st), 0);
+}
+
 static void a_failed_send_is_retried_by_timer(void **state)
 {
     bench *b = *state;
@@ -229,6 +260,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(waits_while_disconnected, setup, teardown),
         cmocka_unit_test_setup_teardown(replayed_in_order_after_an_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(a_refused_write_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_plain_commands_wrongtype_is_its_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_send_is_retried_by_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(a_bounded_window_in_flight, setup, teardown),
     };
