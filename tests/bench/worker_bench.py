@@ -12,7 +12,9 @@ Redis, against two platforms:
 Reported: campaigns/s, worker CPU per campaign and peak RSS, each as a ratio
 to the floor's (medians of the rounds), plus Redis CPU and commands per
 synced campaign (INFO cpu and INFO commandstats deltas; commands run inside
-scripts count). Then two workers against one on the cheap platform (against
+scripts count), and with ADSYNC_BASELINE_BIN_DIR the same Redis figures of
+the baseline commit's worker ("before", worker.sh builds it), which must be
+3x higher. Then two workers against one on the cheap platform (against
 1.7x, or what the box's cores allow when less: see below), and the 200 ms
 latency scenario against its 1,280/s bound.
 Usage: worker_bench.py OUT.json FLOOR_BINARY [ROUNDS]"""
@@ -23,6 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+import harness  # noqa: E402
 from harness import Mock, Redis, Worker  # noqa: E402
 import workerlib as wl  # noqa: E402
 
@@ -113,6 +116,18 @@ def measure_floor(redis, start):
             "redis_commands_per_campaign": round((rcalls1 - rcalls0) / total, 2)}
 
 
+def baseline_workers(kind):
+    """The worker of the baseline commit (worker.sh builds it; its directory
+    holds that adsync-worker beside today's enqueue and mock) on the same
+    settings, for the Redis figures "before"."""
+    today = harness.BIN_DIR
+    harness.BIN_DIR = os.environ["ADSYNC_BASELINE_BIN_DIR"]
+    try:
+        return run_workers(kind)
+    finally:
+        harness.BIN_DIR = today
+
+
 def run_workers(kind, n_workers=1, clients=CLIENTS, campaigns=CAMPAIGNS, latency_ms=0, client_concurrency=4):
     redis = Redis()
     mock = Mock("--clients", clients, "--campaigns", campaigns, "--sync-latency-ms", latency_ms,
@@ -162,11 +177,14 @@ def main():
     results = {"machine": f"{os.uname().nodename}, {os.cpu_count()} cores (shared)", "rounds": rounds}
     checks = []
     print(f"{'platform':<8}{'who':<8}{'campaigns/s':>12}{'cpu us/c':>10}{'RSS MB':>8}{'redis us/c':>12}{'cmds/c':>8}")
+    baseline = "ADSYNC_BASELINE_BIN_DIR" in os.environ
     for kind in PLATFORMS:
-        floors, workers = [], []
+        floors, workers, befores = [], [], []
         for _ in range(rounds):   # alternately, so drift on a shared box hits both
             floors.append(run_floor(floor, kind))
             workers.append(run_workers(kind))
+            if baseline:
+                befores.append(baseline_workers(kind))
         f, w = median_of(floors), median_of(workers)
         ratio = {"campaigns_per_s": round(w["campaigns_per_s"] / f["campaigns_per_s"], 3),
                  "cpu_us_per_campaign": round(w["cpu_us_per_campaign"] / f["cpu_us_per_campaign"], 3),
@@ -177,6 +195,16 @@ def main():
                   f"{r['redis_cpu_us_per_campaign']:>12}{r['redis_commands_per_campaign']:>8}")
         print(f"{kind:<8}{'ratio':<8}{ratio['campaigns_per_s']:>12}{ratio['cpu_us_per_campaign']:>10}"
               f"{ratio['peak_rss_mb']:>8}")
+        if baseline:
+            b = median_of(befores)
+            fewer = {k: round(b[k] / w[k], 2) for k in ("redis_cpu_us_per_campaign", "redis_commands_per_campaign")}
+            results[kind]["baseline"], results[kind]["baseline_over_worker"] = b, fewer
+            print(f"{kind:<8}{'before':<8}{b['campaigns_per_s']:>12}{b['cpu_us_per_campaign']:>10}{b['peak_rss_mb']:>8}"
+                  f"{b['redis_cpu_us_per_campaign']:>12}{b['redis_commands_per_campaign']:>8}")
+            print(f"{kind:<8}{'fewer':<8}{'':>12}{'':>10}{'':>8}{fewer['redis_cpu_us_per_campaign']:>11}x"
+                  f"{fewer['redis_commands_per_campaign']:>7}x")
+            checks.append((f"{kind}: Redis CPU and commands per campaign at least 3x fewer than before",
+                           min(fewer.values()) >= 3))
         checks += [(f"{kind}: campaigns/s >= 0.9x the floor's", ratio["campaigns_per_s"] >= 0.9),
                    (f"{kind}: CPU per campaign <= 1.25x the floor's", ratio["cpu_us_per_campaign"] <= 1.25),
                    (f"{kind}: peak RSS <= 16 MB", w["peak_rss_mb"] <= 16),
