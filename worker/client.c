@@ -375,6 +375,8 @@ static void adopt_token(client *c, const char *token, const char *stored)
     c->headers = h;
     free(c->token_stored);
     c->token_stored = copy;
+    if (strcmp(c->token, token) != 0)
+        c->token_gen++;
     snprintf(c->token, sizeof c->token, "%s", token);
     c->token_recheck_at = clock_mono_ms() + CL_TOKEN_RECHECK_MS;
     set_state(c, CL_READY);
@@ -587,15 +589,16 @@ void cl_prepare(client *c)
         fetch_shared_token(c);
 }
 
-void cl_token_rejected(client *c, const char *token)
+void cl_token_rejected(client *c, uint64_t token_gen)
 {
-    if (strcmp(c->token, token) != 0 || c->token_stored == NULL)
+    if (token_gen != c->token_gen || c->token_stored == NULL)
         return;   /* already replaced */
     char key[KEYS_MAX_LEN];
     client_key(c, KEYS_CLIENT_TOKEN, key);
     const char *args[] = { key, c->token_stored };
     rds_script(cx(c)->redis, SCRIPT_CAD, NULL, NULL, 1, 2, args, NULL);
     c->token[0] = '\0';
+    c->token_gen++;
     cx(c)->n.token_refreshes++;
     log_info("token rejected, logging in again", LOG_STR("client", c->id));
     c->state = CL_NEED_TOKEN;

@@ -55,6 +55,7 @@ struct client {
     int failed_permanent;    /* CL_FAILED: retryable (auth outage) or not (no credentials) */
     char failure[256];
     char token[API_TOKEN_MAX];
+    uint64_t token_gen;      /* moves whenever token does: what a request went out with */
     char *token_stored;      /* the token as <prefix>:client:<id>:token holds it */
     uint64_t token_recheck_at;  /* mono ms: re-read the shared token after this */
     http_headers *headers;
@@ -79,8 +80,9 @@ void cl_unpin(client *c);
 /* Makes the client usable: credentials and a token. CL_EV_CHANGED follows
  * when the state changes. */
 void cl_prepare(client *c);
-/* A 401 came back for a request sent with token: forget it everywhere. */
-void cl_token_rejected(client *c, const char *token);
+/* A 401 came back for a request sent while token_gen was token_gen:
+ * forget that token everywhere (unless it was replaced meanwhile). */
+void cl_token_rejected(client *c, uint64_t token_gen);
 /* CL_EV_TIMER after ms (replaces an armed timer). */
 void cl_arm_timer(client *c, uint64_t ms);
 

@@ -319,7 +319,7 @@ static int send_request(sched *s, op *o)
         .body = body, .body_len = body ? strlen(body) : 0,
         .budgeted = d->budgeted,   /* pages are what can be large (README "Memory") */
     };
-    snprintf(o->token_used, sizeof o->token_used, "%s", c->token);
+    o->token_gen = c->token_gen;
     o->submitted_ns = uv_hrtime();
     if (rc == 0)
         rc = s->io.send(s->io.ud, &spec, on_http_done, o);
@@ -437,7 +437,7 @@ static void on_http_done(const http_result *res, void *ud)
         pol_decide(&s->x->policy, POL_AUTH_REJECTED, 0, 0, o->reauthed, 0).action == POL_RELOGIN) {
         o->reauthed = 1;
         push_head(e, o);
-        cl_token_rejected(c, o->token_used);
+        cl_token_rejected(c, o->token_gen);
     } else if (v == API_REAUTH) {
         finish(o, API_PERMANENT, res, "HTTP 401 after logging in again", 0);
         kept = 0;

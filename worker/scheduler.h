@@ -46,7 +46,7 @@ struct op {
     uint64_t not_before_ms;  /* mono ms: not started before (a page retried in place) */
     uint64_t rate_asked_ns;  /* when the shared limiter was asked (0: no limit) */
     uint64_t submitted_ns;   /* when the HTTP request was handed to curl */
-    char token_used[API_TOKEN_MAX];
+    uint64_t token_gen;      /* the client's token_gen when sent (a 401 names the token) */
 };
 
 /* How the scheduler reaches the outside. NULL in sched_new: the worker's
