@@ -47,6 +47,8 @@ struct flow {
     uint64_t page_est;       /* what a page's body is expected to take (recent pages) */
     uv_timer_t batch_timer;  /* sends the batches of synced outcomes */
     il_node dirty;           /* held jobs with synced outcomes not yet sent, oldest first */
+    size_t waiting;          /* those outcomes */
+    uint64_t first_waiting_ms;   /* loop time the oldest of them came */
     il_node calls;           /* synced.lua calls sent, not yet confirmed (owned) */
 };
 
@@ -433,20 +435,26 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
 /* ---- batches of synced outcomes --------------------------------------------
  *
  * Synced campaigns of client jobs are not written one by one: each waits in
- * its job's batch for at most SYNCED_BATCH_MS (batch_timer), and then every
- * job's batch goes to Redis in one synced.lua call through the store (up to
- * SYNCED_CALL_JOBS runs and SYNCED_CALL_CAMPAIGNS campaigns a call). The
- * outcomes of those milliseconds thus cost one script call for the worker
- * instead of one per campaign. Each one's page is counted done at once (the
- * cursor is computed when the call is built), and syncs_open drops when the
- * call is confirmed, so a job ends only after every outcome landed.
+ * its job's batch (batch_timer), and then every job's batch goes to Redis in
+ * one synced.lua call through the store (up to SYNCED_CALL_JOBS runs and
+ * SYNCED_CALL_CAMPAIGNS campaigns a call). The outcomes of those
+ * milliseconds thus cost one script call for the worker instead of one per
+ * campaign. Each one's page is counted done at once (the cursor is computed
+ * when the call is built), and syncs_open drops when the call is confirmed,
+ * so a job ends only after every outcome landed.
  *
- * Redis's work is mostly per run in a call (six commands) plus a little per
- * campaign, so the window decides it: a run synced at 500 campaigns/s costs
- * Redis 9.6 us per campaign with 20 ms, 7.7 with 50 (tests/bench). 50 ms
- * is what a crash repeats at most, and what a run's end waits at most. */
+ * How long they wait: Redis's work is mostly per run in a call (six
+ * commands) plus a little per campaign, so at high rates waiting longer
+ * pays (a run synced at 500 campaigns/s costs Redis 9.6 us per campaign
+ * with 20 ms batches, 7.7 with 50; tests/bench). At low rates it buys
+ * little and costs what a crash repeats. So a trickle (fewer than
+ * SYNCED_TRICKLE waiting after SYNCED_TRICKLE_MS) goes at once; a flood
+ * waits until SYNCED_FLUSH_AT have gathered, at most SYNCED_WAIT_MAX_MS. */
 
-#define SYNCED_BATCH_MS 50
+#define SYNCED_TRICKLE_MS 5
+#define SYNCED_TRICKLE 32
+#define SYNCED_WAIT_MAX_MS 50
+#define SYNCED_FLUSH_AT 512
 #define SYNCED_BATCH_MAX 128         /* a job with this many waiting sends at once */
 #define SYNCED_CALL_JOBS 32
 #define SYNCED_CALL_CAMPAIGNS 256
@@ -483,6 +491,7 @@ static void on_batch_recorded(redisReply *reply, void *ud)
 
 static void batch_clear(held *h)
 {
+    h->f->waiting -= h->nbatch;
     for (size_t i = 0; i < h->nbatch; i++) {
         free(h->batch[i].id);
         free(h->batch[i].stored);
@@ -619,7 +628,12 @@ void fl_flush_batches(flow *f)
 
 static void on_batch_timer(uv_timer_t *t)
 {
-    fl_flush_batches(t->data);
+    flow *f = t->data;
+    uint64_t waited = uv_now(f->x->loop) - f->first_waiting_ms;
+    if (f->waiting < SYNCED_TRICKLE || waited >= SYNCED_WAIT_MAX_MS)
+        fl_flush_batches(f);
+    else
+        uv_timer_start(t, on_batch_timer, SYNCED_WAIT_MAX_MS - waited, 0);
 }
 
 /* Takes ownership of stored (malloc'd). */
@@ -646,12 +660,15 @@ static void add_synced(held *h, unsigned page, const api_campaign *c, char *stor
     memcpy(id, c->id, c->id_len);
     id[c->id_len] = '\0';
     h->batch[h->nbatch++] = (struct synced_item){ id, c->id_len, stored, page };
-    if (!il_linked(&h->dirty_link)) {   /* the first waiting: sent within SYNCED_BATCH_MS */
-        if (il_empty(&f->dirty))
-            uv_timer_start(&f->batch_timer, on_batch_timer, SYNCED_BATCH_MS, 0);
+    f->waiting++;
+    if (!il_linked(&h->dirty_link)) {
+        if (il_empty(&f->dirty)) {   /* the first waiting */
+            f->first_waiting_ms = uv_now(f->x->loop);
+            uv_timer_start(&f->batch_timer, on_batch_timer, SYNCED_TRICKLE_MS, 0);
+        }
         il_push_back(&f->dirty, &h->dirty_link);
     }
-    if (h->nbatch >= SYNCED_BATCH_MAX)
+    if (h->nbatch >= SYNCED_BATCH_MAX || f->waiting >= SYNCED_FLUSH_AT)
         fl_flush_batches(f);
 }
 
