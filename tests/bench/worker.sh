@@ -5,7 +5,7 @@
 # The worker of a baseline commit runs beside it for the Redis figures
 # "before" (default dd81ce3, the code when the performance issue was filed;
 # ADSYNC_BENCH_BASELINE=none skips it; needs the git history).
-#   tests/bench/worker.sh [ROUNDS]
+#   tests/bench/worker.sh [ROUNDS]   (default 5: medians, the box is noisy)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/install-deps.sh test
@@ -33,4 +33,4 @@ fi
 
 ulimit -n 65536 2>/dev/null || true
 ADSYNC_BIN_DIR="$PWD/build-bench/bin" exec python3 tests/bench/worker_bench.py build-bench/bench-worker.json \
-  build-bench/floor "${1:-3}"
+  build-bench/floor "${1:-5}"
