@@ -454,7 +454,7 @@ static void campaign_failed(held *h, unsigned page, const api_campaign *c, const
 #define SYNCED_TRICKLE_MS 5
 #define SYNCED_TRICKLE 32
 #define SYNCED_WAIT_MAX_MS 50
-#define SYNCED_FLUSH_AT 512
+#define SYNCED_FLUSH_AT 1024
 #define SYNCED_BATCH_MAX 128         /* a job with this many waiting sends at once */
 #define SYNCED_CALL_JOBS 32
 #define SYNCED_CALL_CAMPAIGNS 256
